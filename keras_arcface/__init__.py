@@ -7,7 +7,8 @@ Sub-packages:
     data        TFRecords, InsightFace RecordIO and .bin sets, synthetic identities
     evaluation  the verification protocol, identification, plots
     training    configs, strategies, the training loop (installed from training/)
-    export      SavedModel / TFLite / ONNX export and the Embedder API (from export/)
+    inference   Embedder: one API over .keras, SavedModel, TFLite and ONNX models
+    export      SavedModel / TFLite / ONNX export with a parity gate (from export/)
 """
 
 import importlib
@@ -24,7 +25,8 @@ _LAZY = {
     "export": "keras_arcface.export",
     "ArcMarginProduct": "keras_arcface.layers",
     "NormDense": "keras_arcface.layers",
-    "Embedder": "keras_arcface.export",
+    "inference": "keras_arcface.inference",
+    "Embedder": "keras_arcface.inference",
 }
 
 __all__ = ["__version__", *_LAZY]
