@@ -1,0 +1,175 @@
+"""``Embedder``: one inference API over every keras-arcface model format."""
+
+import numpy as np
+
+from keras_arcface.inference.contract import DEFAULT_THRESHOLD
+from keras_arcface.inference.images import to_batch
+from keras_arcface.inference.runtimes import KerasRuntime, open_runtime
+
+
+def l2_normalise(embeddings, epsilon=1e-12):
+    """Scales each row to unit L2 norm (rows of zeros stay zero).
+
+    Args:
+        embeddings: Array ``[B, D]``.
+        epsilon: Floor of the norm, 1e-12.
+
+    Example:
+    >>> l2_normalise(np.array([[3.0, 4.0]]))
+    array([[0.6, 0.8]], dtype=float32)
+    """
+    embeddings = np.asarray(embeddings, dtype=np.float64)
+    norms = np.sqrt(np.sum(embeddings * embeddings, axis=-1, keepdims=True))
+    return (embeddings / np.maximum(norms, epsilon)).astype(np.float32)
+
+
+class Embedder:
+    """Computes L2-normalised face embeddings with a model in any supported format.
+
+    ``Embedder.load`` reads a ``.keras`` embedding model, a run folder (its
+    ``embedding_best.keras``, else ``embedding_latest.keras``), a SavedModel directory, a
+    ``.tflite`` file (run by the standalone LiteRT interpreter) or an ``.onnx`` file (run by
+    onnxruntime). All of them take RGB 112x112 images with pixel values 0..255 (ArcFace, Deng et
+    al., arXiv 1801.07698, compares such embeddings by cosine similarity).
+
+    Args:
+        runtime: A runtime from ``keras_arcface.inference.runtimes`` (use ``load`` or
+            ``from_model`` instead of building one by hand).
+        threshold: Cosine-similarity threshold used by ``verify``; default: the one recorded in
+            the model's metadata by ``keras-arcface export --bin``, else 0.3.
+        batch_size: Images per forward pass, 32.
+
+    Example:
+    >>> embedder = Embedder.load("runs/demo")  # doctest: +SKIP
+    >>> embedder.embed(["a.jpg", "b.jpg"]).shape  # doctest: +SKIP
+    (2, 512)
+    >>> similarity, same = embedder.verify("a.jpg", "b.jpg")  # doctest: +SKIP
+    """
+
+    def __init__(self, runtime, *, threshold=None, batch_size=32):
+        if int(batch_size) < 1:
+            raise ValueError(f"Expected batch_size >= 1. Received: batch_size={batch_size}")
+        self.runtime = runtime
+        self.batch_size = int(batch_size)
+        if threshold is None:
+            threshold = runtime.metadata.get("threshold", DEFAULT_THRESHOLD)
+        self.threshold = _check_threshold(threshold)
+
+    @classmethod
+    def load(cls, path, *, threshold=None, batch_size=32, num_threads=None):
+        """Loads a model from ``path`` in any supported format.
+
+        Args:
+            path: ``.keras`` file, run folder, SavedModel directory, ``.tflite`` or ``.onnx``.
+            threshold: See the class docstring.
+            batch_size: Images per forward pass, 32.
+            num_threads: Threads for LiteRT and onnxruntime (``None``: their default).
+
+        Example:
+        >>> Embedder.load("export/model_int8.tflite").format  # doctest: +SKIP
+        'tflite'
+        """
+        return cls(
+            open_runtime(path, num_threads=num_threads), threshold=threshold, batch_size=batch_size
+        )
+
+    @classmethod
+    def from_model(cls, model, *, threshold=None, batch_size=32):
+        """Wraps an in-memory Keras embedding model.
+
+        Args:
+            model: ``keras.Model`` following the embedding-model contract.
+            threshold: See the class docstring.
+            batch_size: Images per forward pass, 32.
+
+        Example:
+        >>> backbone = keras_arcface.models.get_backbone("mbf")  # doctest: +SKIP
+        >>> embedder = Embedder.from_model(backbone)  # doctest: +SKIP
+        """
+        return cls(KerasRuntime(model), threshold=threshold, batch_size=batch_size)
+
+    @property
+    def format(self):
+        """The model format: ``keras``, ``saved_model``, ``tflite`` or ``onnx``."""
+        return self.runtime.format
+
+    @property
+    def embedding_dim(self):
+        """Size ``D`` of the embeddings."""
+        return self.runtime.embedding_dim
+
+    @property
+    def image_size(self):
+        """Side of the square input image (112)."""
+        return self.runtime.image_size
+
+    @property
+    def metadata(self):
+        """The artifact's metadata (empty for ``.keras`` models)."""
+        return dict(self.runtime.metadata)
+
+    def embed(self, images):
+        """Returns the float32 L2-normalised embeddings ``[B, D]`` of ``images``.
+
+        Args:
+            images: One ``[H, W, 3]`` array, an ``[N, H, W, 3]`` batch (uint8 or float32, RGB,
+                values 0..255), an image file path, encoded bytes, or a list of those. Other
+                sizes are resized to 112x112 with a warning; grayscale images are refused.
+
+        Example:
+        >>> embedder.embed(np.zeros((4, 112, 112, 3), np.uint8)).shape  # doctest: +SKIP
+        (4, 512)
+        """
+        batch = to_batch(images, self.image_size)
+        parts = [
+            self.runtime(batch[start : start + self.batch_size])
+            for start in range(0, batch.shape[0], self.batch_size)
+        ]
+        return l2_normalise(np.concatenate(parts, axis=0))
+
+    def verify(self, image_a, image_b, threshold=None):
+        """Decides whether two faces belong to one person.
+
+        The similarity is the cosine of the two embeddings; the pair matches when it is at least
+        ``threshold``. Calibrate the threshold on your own pairs (``keras-arcface eval`` reports
+        the best one; cosine = 1 - squared_L2_distance / 2).
+
+        Args:
+            image_a: One image (array, path or bytes), or a batch of N.
+            image_b: One image, or a batch of the same length N.
+            threshold: Cosine threshold; default ``self.threshold``.
+
+        Returns:
+            ``(similarity, is_same)``: a float and a bool for one pair, arrays ``[N]`` for N.
+
+        Example:
+        >>> similarity, is_same = embedder.verify("a.jpg", "b.jpg", threshold=0.3)  # doctest: +SKIP
+        """
+        threshold = self.threshold if threshold is None else _check_threshold(threshold)
+        first, second = self.embed(image_a), self.embed(image_b)
+        if first.shape[0] != second.shape[0]:
+            raise ValueError(
+                "Expected as many images in image_a as in image_b. "
+                f"Received: len(image_a)={first.shape[0]}, len(image_b)={second.shape[0]}"
+            )
+        similarity = np.sum(first.astype(np.float64) * second, axis=-1)
+        is_same = similarity >= threshold
+        if similarity.shape[0] == 1:
+            return float(similarity[0]), bool(is_same[0])
+        return similarity.astype(np.float32), is_same
+
+    def __repr__(self):
+        return (
+            f"Embedder(format={self.format!r}, embedding_dim={self.embedding_dim}, "
+            f"threshold={self.threshold})"
+        )
+
+
+def _check_threshold(threshold):
+    try:
+        value = float(threshold)
+    except (TypeError, ValueError) as error:
+        raise TypeError(f"Expected a number. Received: threshold={threshold!r}") from error
+    if not -1.0 <= value <= 1.0:
+        raise ValueError(f"Expected a cosine threshold in [-1, 1]. Received: threshold={value}")
+    return value
