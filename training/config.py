@@ -1,0 +1,652 @@
+"""Typed experiment configuration: defaults, YAML experiment files, overrides, derived values.
+
+An experiment is an :class:`ExperimentConfig` (nested dataclasses with full defaults). An
+experiment file (YAML) holds only the keys it changes; command-line overrides are
+``dotted.key=value`` strings parsed to the field's type. Unknown keys are errors that name the
+key. Values that depend on the machine and the data (replica count, global batch, scaled
+learning rate, step counts) are computed once by :func:`resolve` into a :class:`Derived`
+record, and :func:`save_resolved` writes both to ``RUN/config.yaml``.
+
+Example:
+    >>> from keras_arcface.training import config
+    >>> cfg = config.load_config("synthetic_demo", ["optimizer.learning_rate=0.05"])
+    >>> cfg.optimizer.learning_rate
+    0.05
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import tempfile
+import typing
+from dataclasses import dataclass, field
+from importlib import resources
+
+import yaml
+
+EXPERIMENTS_PACKAGE = "keras_arcface.training"
+EXPERIMENTS_FOLDER = "experiments"
+
+
+@dataclass
+class DataConfig:
+    """Training data.
+
+    Args:
+        train_dir: TFRecord dataset folder (with ``manifest.json``). Default ``""``.
+        batch_size: images per replica per step; the global batch is this times the
+            number of replicas. Default 128 (the reference recipe's per-GPU batch).
+        num_classes: identities; 0 reads it from the manifest. Default 0.
+        num_images: training images; 0 reads it from the manifest. Default 0.
+        dataset_kwargs: extra keyword arguments for ``keras_arcface.data.make_dataset``
+            (augmentation switches, shuffle buffer, ...). Default ``{}``.
+    """
+
+    train_dir: str = ""
+    batch_size: int = 128
+    num_classes: int = 0
+    num_images: int = 0
+    dataset_kwargs: dict = field(default_factory=dict)
+
+
+@dataclass
+class ModelConfig:
+    """Backbone.
+
+    Args:
+        backbone: preset name for ``keras_arcface.models.get_backbone``. Default ``"r50"``.
+        embedding_dim: embedding size. Default 512 (the paper's).
+        backbone_kwargs: extra keyword arguments for ``get_backbone``. Default ``{}``.
+    """
+
+    backbone: str = "r50"
+    embedding_dim: int = 512
+    backbone_kwargs: dict = field(default_factory=dict)
+
+
+@dataclass
+class LossConfig:
+    """Margin loss applied to the class-centre cosines.
+
+    Args:
+        name: name for ``keras_arcface.losses.get`` (``arcface``, ``cosface``, ...).
+            Default ``"arcface"``.
+        margin: the margin; radians for angular margins. Default 0.5 (28.6 degrees).
+        scale: the feature scale ``s``. Default 64.0 (the paper's).
+        loss_kwargs: extra keyword arguments for the loss. Default ``{}``.
+    """
+
+    name: str = "arcface"
+    margin: float = 0.5
+    scale: float = 64.0
+    loss_kwargs: dict = field(default_factory=dict)
+
+
+@dataclass
+class PartialFCConfig:
+    """Partial FC classification head (An et al., 2021).
+
+    Args:
+        sample_rate: fraction of class centres used per step (all positives of the global
+            batch are always included). 1.0 is the exact full softmax. Default 1.0.
+    """
+
+    sample_rate: float = 1.0
+
+
+@dataclass
+class OptimizerConfig:
+    """Optimiser.
+
+    Args:
+        name: ``"sgd"`` (momentum) or ``"adamw"``. Default ``"sgd"``.
+        learning_rate: peak learning rate at ``reference_batch_size``. Default 0.1.
+        reference_batch_size: when > 0 the learning rate scales linearly with
+            ``global_batch / reference_batch_size``; 0 uses ``learning_rate`` as is. Default 0.
+        momentum: SGD momentum. Default 0.9.
+        nesterov: Nesterov momentum for SGD. Default False.
+        weight_decay: weight decay factor. Default 5e-4 (the paper's).
+        weight_decay_mode: ``"coupled"`` adds ``weight_decay * w`` to the gradient before
+            momentum (the paper's MXNet SGD, classic L2); ``"decoupled"`` shrinks the weights
+            directly by ``lr * weight_decay * w`` (Keras' and AdamW's). Default ``"coupled"``.
+        beta_1: AdamW first-moment decay. Default 0.9.
+        beta_2: AdamW second-moment decay. Default 0.999.
+        epsilon: AdamW epsilon. Default 1e-8.
+        clipnorm: clip each replica's gradient to this global norm; 0 disables. Default 0.
+    """
+
+    name: str = "sgd"
+    learning_rate: float = 0.1
+    reference_batch_size: int = 0
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 5e-4
+    weight_decay_mode: str = "coupled"
+    beta_1: float = 0.9
+    beta_2: float = 0.999
+    epsilon: float = 1e-8
+    clipnorm: float = 0.0
+
+
+@dataclass
+class ScheduleConfig:
+    """Learning-rate schedule: linear warm-up, then a decay.
+
+    Args:
+        name: ``"polynomial"``, ``"step"`` (divide by 1/decay_factor at fixed points, the
+            paper's), ``"cosine"`` or ``"constant"``. Default ``"polynomial"``.
+        epochs: training length in epochs (ignored when ``total_steps`` > 0). Default 20.
+        total_steps: training length in global steps; 0 derives it from ``epochs``. Default 0.
+        warmup_epochs: linear warm-up length in epochs. Default 0.
+        warmup_steps: warm-up in steps; overrides ``warmup_epochs`` when > 0. Default 0.
+        power: polynomial power. Default 2.0 (the reference recipe's).
+        decay_epochs: step-decay points in epochs. Default ``[]``.
+        decay_steps: step-decay points in steps; overrides ``decay_epochs``. Default ``[]``.
+        decay_factor: multiplier at each step-decay point. Default 0.1.
+        end_learning_rate: learning rate at the end of polynomial/cosine decay. Default 0.
+    """
+
+    name: str = "polynomial"
+    epochs: float = 20.0
+    total_steps: int = 0
+    warmup_epochs: float = 0.0
+    warmup_steps: int = 0
+    power: float = 2.0
+    decay_epochs: list[float] = field(default_factory=list)
+    decay_steps: list[int] = field(default_factory=list)
+    decay_factor: float = 0.1
+    end_learning_rate: float = 0.0
+
+
+@dataclass
+class DistributionConfig:
+    """Distribution strategy (see :mod:`keras_arcface.training.strategy`).
+
+    Args:
+        strategy: ``"auto"`` (multi-worker when ``TF_CONFIG`` names several workers, else
+            mirrored over several GPUs, else one device), ``"default"``, ``"mirrored"`` or
+            ``"multi_worker"``. Default ``"auto"``.
+        devices: device names for ``"mirrored"``; empty means every local GPU, or every
+            logical CPU when there is no GPU. Default ``[]``.
+    """
+
+    strategy: str = "auto"
+    devices: list[str] = field(default_factory=list)
+
+
+@dataclass
+class CheckpointConfig:
+    """Resume checkpoints (``RUN/checkpoints``).
+
+    Args:
+        every_steps: save every this many steps (and at the end). Default 1000.
+        max_to_keep: checkpoints kept on disk. Default 3.
+    """
+
+    every_steps: int = 1000
+    max_to_keep: int = 3
+
+
+@dataclass
+class EvaluationConfig:
+    """Verification during training.
+
+    Args:
+        bins: ``.bin`` verification sets. Default ``[]`` (no verification).
+        every_steps: verify every this many steps; 0 verifies only at the end. Default 2000.
+        flip: fuse the embedding of the horizontally flipped image. Default True.
+        batch_size: images per embedding batch. Default 128.
+    """
+
+    bins: list[str] = field(default_factory=list)
+    every_steps: int = 2000
+    flip: bool = True
+    batch_size: int = 128
+
+
+@dataclass
+class LoggingConfig:
+    """Logging.
+
+    Args:
+        every_steps: write a metrics row and TensorBoard scalars every this many steps.
+            Default 50.
+        tensorboard: write TensorBoard scalars. Default True.
+        plot: write ``training_curve.png`` (needs matplotlib). Default True.
+        progress_bar: show a tqdm progress bar. Default True.
+    """
+
+    every_steps: int = 50
+    tensorboard: bool = True
+    plot: bool = True
+    progress_bar: bool = True
+
+
+@dataclass
+class ExperimentConfig:
+    """A whole experiment. Every field has a default; experiment files change a few.
+
+    Args:
+        name: experiment name. Default ``"experiment"``.
+        seed: seed of initialisation, data order and Partial FC sampling. Default 0.
+        mixed_precision: ``"float32"``, ``"mixed_float16"`` (with dynamic loss scaling) or
+            ``"mixed_bfloat16"``; margin math always runs in float32. Default ``"float32"``.
+        data, model, loss, partial_fc, optimizer, schedule, distribution, checkpoint,
+        evaluation, logging: the sections above.
+    """
+
+    name: str = "experiment"
+    seed: int = 0
+    mixed_precision: str = "float32"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    partial_fc: PartialFCConfig = field(default_factory=PartialFCConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    distribution: DistributionConfig = field(default_factory=DistributionConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+
+
+@dataclass(frozen=True)
+class Derived:
+    """Values computed once from the config, the replica count and the data.
+
+    Args:
+        num_replicas: replicas in sync (devices x workers).
+        global_batch_size: ``data.batch_size * num_replicas``.
+        learning_rate: peak learning rate after linear batch scaling.
+        num_classes: identities.
+        num_images: training images.
+        steps_per_epoch: ``num_images // global_batch_size`` (at least 1).
+        total_steps: global steps of the whole run.
+        warmup_steps: warm-up length in steps.
+        decay_steps: step-decay points in steps.
+    """
+
+    num_replicas: int
+    global_batch_size: int
+    learning_rate: float
+    num_classes: int
+    num_images: int
+    steps_per_epoch: int
+    total_steps: int
+    warmup_steps: int
+    decay_steps: tuple[int, ...] = ()
+
+
+CHOICES = {
+    "mixed_precision": ("float32", "mixed_float16", "mixed_bfloat16"),
+    "optimizer.name": ("sgd", "adamw"),
+    "optimizer.weight_decay_mode": ("coupled", "decoupled"),
+    "schedule.name": ("polynomial", "step", "cosine", "constant"),
+    "distribution.strategy": ("auto", "default", "mirrored", "multi_worker"),
+}
+
+
+def _field_types(cls):
+    return typing.get_type_hints(cls)
+
+
+def _coerce(value, annotation, key):
+    """Converts ``value`` (from YAML or an override) to ``annotation``, or raises."""
+    origin = typing.get_origin(annotation)
+    if dataclasses.is_dataclass(annotation):
+        if not isinstance(value, dict):
+            raise TypeError(
+                f"Config section '{key}' expects a mapping of keys to values. "
+                f"Received: {key}={value!r}"
+            )
+        return _from_dict(annotation, value, prefix=key + ".")
+    if origin is list:
+        (item_type,) = typing.get_args(annotation) or (object,)
+        if value is None:
+            return []
+        if not isinstance(value, (list, tuple)):
+            value = [value]
+        return [_coerce(v, item_type, f"{key}[{i}]") for i, v in enumerate(value)]
+    if annotation is dict or origin is dict:
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise TypeError(f"Config key '{key}' expects a mapping. Received: {key}={value!r}")
+        return dict(value)
+    if annotation is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
+            return value.lower() in ("true", "yes", "1")
+        raise TypeError(f"Config key '{key}' expects true or false. Received: {key}={value!r}")
+    if annotation is int:
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            raise TypeError(f"Config key '{key}' expects an integer. Received: {key}={value!r}")
+        try:
+            number = float(value)
+        except ValueError:
+            raise TypeError(
+                f"Config key '{key}' expects an integer. Received: {key}={value!r}"
+            ) from None
+        if not number.is_integer():
+            raise TypeError(f"Config key '{key}' expects an integer. Received: {key}={value!r}")
+        return int(number)
+    if annotation is float:
+        if isinstance(value, bool):
+            raise TypeError(f"Config key '{key}' expects a number. Received: {key}={value!r}")
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise TypeError(
+                f"Config key '{key}' expects a number. Received: {key}={value!r}"
+            ) from None
+    if annotation is str:
+        if isinstance(value, (dict, list)):
+            raise TypeError(f"Config key '{key}' expects a string. Received: {key}={value!r}")
+        return "" if value is None else str(value)
+    return value
+
+
+def _from_dict(cls, values, prefix=""):
+    types = _field_types(cls)
+    unknown = [k for k in values if k not in types]
+    if unknown:
+        key = prefix + str(unknown[0])
+        raise ValueError(
+            f"Unknown config key '{key}'. Known keys here: "
+            f"{', '.join(prefix + k for k in types)}. Received: {key}={values[unknown[0]]!r}"
+        )
+    kwargs = {}
+    for name, annotation in types.items():
+        if name in values:
+            kwargs[name] = _coerce(values[name], annotation, prefix + name)
+    return cls(**kwargs)
+
+
+def from_dict(values):
+    """Builds an :class:`ExperimentConfig` from a (possibly partial) nested mapping.
+
+    Missing keys keep their defaults; unknown keys raise ``ValueError`` naming the key.
+    A top-level ``derived`` section (as written to ``RUN/config.yaml``) is ignored.
+
+    Args:
+        values: nested dict, e.g. ``{"optimizer": {"learning_rate": 0.05}}``.
+
+    Returns:
+        A validated :class:`ExperimentConfig`.
+
+    Example:
+        >>> from_dict({"loss": {"scale": 32}}).loss.scale
+        32.0
+    """
+    values = dict(values or {})
+    values.pop("derived", None)
+    config = _from_dict(ExperimentConfig, values)
+    validate(config)
+    return config
+
+
+def to_dict(config):
+    """Returns the config as a plain nested dict (YAML-ready)."""
+    return dataclasses.asdict(config)
+
+
+def _split_override(text):
+    if not isinstance(text, str) or "=" not in text:
+        raise ValueError(
+            f"An override must look like 'section.key=value'. Received: override={text!r}"
+        )
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    if not key:
+        raise ValueError(f"An override needs a key before '='. Received: override={text!r}")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key, value
+
+
+def apply_overrides(values, overrides):
+    """Merges ``key=value`` overrides (dotted keys) into a nested dict, in place.
+
+    Values are parsed as YAML scalars/lists (``lr=0.1``, ``bins=[a.bin,b.bin]``,
+    ``flag=true``) and then typed by :func:`from_dict`. The key path is checked here so
+    that a misspelt key is reported by name.
+
+    Args:
+        values: nested dict to update.
+        overrides: iterable of ``"section.key=value"`` strings.
+
+    Returns:
+        ``values``.
+
+    Example:
+        >>> apply_overrides({}, ["schedule.epochs=2"])
+        {'schedule': {'epochs': 2}}
+    """
+    for text in overrides or ():
+        key, value = _split_override(text)
+        parts = key.split(".")
+        cls = ExperimentConfig
+        target = values
+        for depth, part in enumerate(parts):
+            types = _field_types(cls)
+            path = ".".join(parts[: depth + 1])
+            if part not in types:
+                raise ValueError(
+                    f"Unknown config key '{path}'. Known keys here: "
+                    f"{', '.join(types)}. Received: {key}={value!r}"
+                )
+            annotation = types[part]
+            last = depth == len(parts) - 1
+            if dataclasses.is_dataclass(annotation) and not last:
+                target = target.setdefault(part, {})
+                if not isinstance(target, dict):
+                    raise ValueError(f"Config section '{path}' is not a mapping. Received: {key}")
+                cls = annotation
+            elif last:
+                target[part] = value
+            elif annotation is dict or typing.get_origin(annotation) is dict:
+                # Free-form mappings (e.g. data.dataset_kwargs.flip=false) take any sub-key.
+                target = target.setdefault(part, {})
+                for sub in parts[depth + 1 : -1]:
+                    target = target.setdefault(sub, {})
+                target[parts[-1]] = value
+                break
+            else:
+                raise ValueError(
+                    f"Config key '{path}' is a value, not a section. Received: {key}={value!r}"
+                )
+    return values
+
+
+def experiment_names():
+    """Names of the experiment files shipped with the package (without ``.yaml``)."""
+    folder = resources.files(EXPERIMENTS_PACKAGE).joinpath(EXPERIMENTS_FOLDER)
+    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def read_experiment(name_or_path):
+    """Reads an experiment file as a nested dict.
+
+    Args:
+        name_or_path: a path to a YAML file, or the name of a shipped experiment
+            (``"synthetic_demo"``, ``"casia_r50"``, ...; see :func:`experiment_names`).
+
+    Returns:
+        The file's mapping (only the keys it changes).
+    """
+    if os.path.isfile(name_or_path):
+        with open(name_or_path, encoding="utf-8") as handle:
+            text = handle.read()
+    else:
+        name = os.path.basename(name_or_path)
+        name = name[:-5] if name.endswith(".yaml") else name
+        if name not in experiment_names():
+            raise ValueError(
+                f"No experiment file at this path and no shipped experiment of this name "
+                f"(shipped: {', '.join(experiment_names())}). Received: config={name_or_path!r}"
+            )
+        folder = resources.files(EXPERIMENTS_PACKAGE).joinpath(EXPERIMENTS_FOLDER)
+        text = folder.joinpath(name + ".yaml").read_text("utf-8")
+    values = yaml.safe_load(text) or {}
+    if not isinstance(values, dict):
+        raise ValueError(
+            f"An experiment file must hold a mapping. Received: config={name_or_path!r}"
+        )
+    return values
+
+
+def load_config(name_or_path=None, overrides=()):
+    """Defaults, then an experiment file, then ``key=value`` overrides.
+
+    Args:
+        name_or_path: experiment file path or shipped name; None uses only defaults.
+        overrides: ``"dotted.key=value"`` strings applied last.
+
+    Returns:
+        A validated :class:`ExperimentConfig`.
+
+    Example:
+        >>> cfg = load_config("casia_r50", ["data.batch_size=64"])
+        >>> cfg.model.backbone, cfg.data.batch_size
+        ('r50', 64)
+    """
+    values = read_experiment(name_or_path) if name_or_path else {}
+    apply_overrides(values, overrides)
+    return from_dict(values)
+
+
+def _check_positive(key, value, allow_zero=False):
+    if value < 0 or (value == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"Config key '{key}' must be {bound}. Received: {key}={value!r}")
+
+
+def validate(config):
+    """Checks choices and ranges; raises ``ValueError`` naming the key."""
+    flat = {
+        "mixed_precision": config.mixed_precision,
+        "optimizer.name": config.optimizer.name,
+        "optimizer.weight_decay_mode": config.optimizer.weight_decay_mode,
+        "schedule.name": config.schedule.name,
+        "distribution.strategy": config.distribution.strategy,
+    }
+    for key, value in flat.items():
+        if value not in CHOICES[key]:
+            raise ValueError(
+                f"Config key '{key}' must be one of {', '.join(CHOICES[key])}. "
+                f"Received: {key}={value!r}"
+            )
+    rate = config.partial_fc.sample_rate
+    if not 0.0 < rate <= 1.0:
+        raise ValueError(
+            f"Config key 'partial_fc.sample_rate' must be in (0, 1]. "
+            f"Received: partial_fc.sample_rate={rate!r}"
+        )
+    _check_positive("data.batch_size", config.data.batch_size)
+    _check_positive("model.embedding_dim", config.model.embedding_dim)
+    _check_positive("optimizer.learning_rate", config.optimizer.learning_rate)
+    _check_positive("optimizer.weight_decay", config.optimizer.weight_decay, allow_zero=True)
+    _check_positive("optimizer.clipnorm", config.optimizer.clipnorm, allow_zero=True)
+    _check_positive("loss.scale", config.loss.scale)
+    _check_positive("checkpoint.every_steps", config.checkpoint.every_steps)
+    _check_positive("checkpoint.max_to_keep", config.checkpoint.max_to_keep)
+    _check_positive("logging.every_steps", config.logging.every_steps)
+    _check_positive("evaluation.every_steps", config.evaluation.every_steps, allow_zero=True)
+    _check_positive("schedule.total_steps", config.schedule.total_steps, allow_zero=True)
+    if config.schedule.total_steps == 0:
+        _check_positive("schedule.epochs", config.schedule.epochs)
+    if config.schedule.name == "step" and not (
+        config.schedule.decay_steps or config.schedule.decay_epochs
+    ):
+        raise ValueError(
+            "The step schedule needs 'schedule.decay_steps' or 'schedule.decay_epochs'. "
+            "Received: schedule.decay_steps=[]"
+        )
+    return config
+
+
+def resolve(config, num_replicas=1, num_classes=None, num_images=None):
+    """Computes the derived values once.
+
+    Args:
+        config: an :class:`ExperimentConfig`.
+        num_replicas: replicas in sync of the strategy in use. Default 1.
+        num_classes: identities from the data manifest, used when ``data.num_classes`` is 0.
+        num_images: images from the data manifest, used when ``data.num_images`` is 0.
+
+    Returns:
+        A :class:`Derived`.
+
+    Example:
+        >>> cfg = from_dict({"data": {"batch_size": 64, "num_classes": 10, "num_images": 6400},
+        ...                  "schedule": {"epochs": 2}})
+        >>> resolve(cfg, num_replicas=2).total_steps
+        100
+    """
+    _check_positive("num_replicas", num_replicas)
+    classes = config.data.num_classes or num_classes or 0
+    images = config.data.num_images or num_images or 0
+    if classes <= 1:
+        raise ValueError(
+            "The number of classes must be at least 2: set data.num_classes or point "
+            f"data.train_dir at a dataset with a manifest. Received: num_classes={classes!r}"
+        )
+    global_batch = config.data.batch_size * num_replicas
+    opt = config.optimizer
+    lr = opt.learning_rate
+    if opt.reference_batch_size > 0:
+        lr = lr * global_batch / opt.reference_batch_size
+    steps_per_epoch = max(1, images // global_batch) if images else 0
+    sched = config.schedule
+
+    def to_steps(epochs):
+        if not steps_per_epoch:
+            raise ValueError(
+                "Epoch-based schedule values need the number of images: set "
+                f"data.num_images or schedule.total_steps. Received: num_images={images!r}"
+            )
+        return int(math.ceil(epochs * steps_per_epoch))
+
+    total = sched.total_steps or to_steps(sched.epochs)
+    warmup = sched.warmup_steps or (to_steps(sched.warmup_epochs) if sched.warmup_epochs else 0)
+    if sched.decay_steps:
+        decay = tuple(int(s) for s in sched.decay_steps)
+    else:
+        decay = tuple(to_steps(e) for e in sched.decay_epochs)
+    if warmup >= total:
+        raise ValueError(
+            f"The warm-up must be shorter than the run ({total} steps). "
+            f"Received: warmup_steps={warmup}"
+        )
+    return Derived(
+        num_replicas=int(num_replicas),
+        global_batch_size=int(global_batch),
+        learning_rate=float(lr),
+        num_classes=int(classes),
+        num_images=int(images),
+        steps_per_epoch=int(steps_per_epoch or total),
+        total_steps=int(total),
+        warmup_steps=int(warmup),
+        decay_steps=decay,
+    )
+
+
+def save_resolved(config, derived, path):
+    """Writes the config plus a ``derived`` section to ``path`` atomically (temp + rename)."""
+    values = to_dict(config)
+    if derived is not None:
+        values["derived"] = {
+            k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(derived).items()
+        }
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".config-", suffix=".yaml", dir=folder)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        yaml.safe_dump(values, handle, sort_keys=False)
+    os.replace(tmp, path)
+    return path
