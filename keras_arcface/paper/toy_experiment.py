@@ -99,7 +99,8 @@ def angular_gaps(embeddings, labels, quantile=0.01):
         angles = phi[labels == c]
         mean = math.atan2(np.mean(np.sin(angles)), np.mean(np.cos(angles)))
         low, high = np.quantile(_wrap(angles - mean), [quantile, 1.0 - quantile])
-        centres.append(np.mod(mean, 2.0 * np.pi))
+        centre = float(np.mod(mean, 2.0 * np.pi))
+        centres.append(0.0 if centre > 2.0 * np.pi - 1e-9 else centre)  # -0 is 0, not 2 pi
         lows.append(low)
         highs.append(high)
     order = np.argsort(centres)
