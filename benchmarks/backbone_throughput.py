@@ -1,0 +1,183 @@
+"""Training-step and inference throughput of the backbones on this machine.
+
+For each preset and each compile mode (plain ``tf.function`` and XLA ``jit_compile=True``)
+the script times
+
+* inference: ``embedding_model(images, training=False)``;
+* a training step: backbone -> 1000-way linear classifier on the embedding -> sparse
+  softmax cross-entropy -> gradients -> SGD(momentum 0.9) update, the same work the
+  PyTorch reference measurement did (1000 classes, float32, 112x112).
+
+Each measurement runs ``--warmup`` steps, then ``--repeats`` rounds of ``--steps`` steps;
+the reported img/s is the median over rounds. It prints a markdown table and writes
+``benchmarks/results/backbone_throughput.json``.
+
+Usage:
+    python benchmarks/backbone_throughput.py                     # r50, mbf, small at batch 32
+    python benchmarks/backbone_throughput.py --presets small --batch-size 64 --xla off
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from keras_arcface.models import count_params_and_macs, get_backbone  # noqa: E402
+
+# PyTorch reference implementation on this CPU (2 threads, batch 32, float32), img/s.
+REFERENCE_IMG_PER_S = {
+    ("r50", "train"): 1.9,
+    ("mbf", "train"): 10.2,
+    ("r50", "inference"): 7.2,
+    ("mbf", "inference"): 49.0,
+}
+NUM_CLASSES = 1000
+
+
+def _time_rounds(step, warmup, steps, repeats, batch_size):
+    for _ in range(warmup):
+        step()
+    rates = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(steps):
+            step()
+        rates.append(steps * batch_size / (time.perf_counter() - start))
+    return statistics.median(rates), rates
+
+
+def measure(preset, mode, jit_compile, batch_size, warmup, steps, repeats):
+    """Returns (median img/s, all rounds) of one preset in one mode."""
+    keras.backend.clear_session()
+    backbone = get_backbone(preset)
+    rng = np.random.default_rng(0)
+    images = tf.constant(rng.uniform(0, 255, (batch_size, 112, 112, 3)).astype("float32"))
+    labels = tf.constant(rng.integers(0, NUM_CLASSES, batch_size), dtype=tf.int32)
+
+    if mode == "inference":
+
+        @tf.function(jit_compile=jit_compile)
+        def forward(x):
+            return backbone(x, training=False)
+
+        def step():
+            forward(images).numpy()
+
+    else:
+        classifier = keras.layers.Dense(NUM_CLASSES, use_bias=False, name="classifier")
+        classifier.build((None, backbone.output.shape[-1]))
+        variables = backbone.trainable_variables + classifier.trainable_variables
+        optimizer = keras.optimizers.SGD(learning_rate=0.01, momentum=0.9)
+        optimizer.build(variables)
+
+        @tf.function(jit_compile=jit_compile)
+        def train_step(x, y):
+            with tf.GradientTape() as tape:
+                logits = classifier(backbone(x, training=True))
+                loss = tf.reduce_mean(
+                    tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits)
+                )
+            optimizer.apply(tape.gradient(loss, variables), variables)
+            return loss
+
+        def step():
+            train_step(images, labels).numpy()
+
+    return _time_rounds(step, warmup, steps, repeats, batch_size)
+
+
+def _machine():
+    return {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "python": sys.version.split()[0],
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+    }
+
+
+def _write_json(path, payload):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    handle, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
+    with os.fdopen(handle, "w") as out:
+        json.dump(payload, out, indent=2)
+    os.replace(tmp, path)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--presets", nargs="+", default=["r50", "mbf", "small"])
+    parser.add_argument("--modes", nargs="+", default=["train", "inference"])
+    parser.add_argument("--xla", choices=["both", "on", "off"], default="both")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--steps", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--output",
+        default=os.path.join(os.path.dirname(__file__), "results", "backbone_throughput.json"),
+    )
+    args = parser.parse_args(argv)
+    xla_modes = {"both": [False, True], "on": [True], "off": [False]}[args.xla]
+
+    rows = []
+    for preset in args.presets:
+        params, macs = count_params_and_macs(preset)
+        for mode in args.modes:
+            for jit in xla_modes:
+                median, rounds = measure(
+                    preset, mode, jit, args.batch_size, args.warmup, args.steps, args.repeats
+                )
+                reference = REFERENCE_IMG_PER_S.get((preset, mode))
+                rows.append(
+                    {
+                        "preset": preset,
+                        "mode": mode,
+                        "xla": jit,
+                        "batch_size": args.batch_size,
+                        "img_per_s": round(median, 2),
+                        "rounds_img_per_s": [round(r, 2) for r in rounds],
+                        "pytorch_reference_img_per_s": reference,
+                        "params": params,
+                        "gmacs": round(macs / 1e9, 3),
+                    }
+                )
+                print(f"  {preset} {mode} xla={jit}: {median:.2f} img/s", file=sys.stderr)
+
+    print(f"\nBackbone throughput, batch {args.batch_size}, 112x112, float32, median img/s\n")
+    print("| preset | params | GMACs | mode | XLA | img/s | PyTorch reference img/s |")
+    print("|---|---|---|---|---|---|---|")
+    for row in rows:
+        reference = row["pytorch_reference_img_per_s"]
+        print(
+            f"| {row['preset']} | {row['params'] / 1e6:.2f}M | {row['gmacs']:.2f} | "
+            f"{row['mode']} | {'on' if row['xla'] else 'off'} | {row['img_per_s']:.2f} | "
+            f"{reference if reference is not None else '-'} |"
+        )
+    _write_json(
+        args.output,
+        {
+            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "machine": _machine(),
+            "command": " ".join([os.path.basename(sys.argv[0])] + (argv or sys.argv[1:])),
+            "results": rows,
+        },
+    )
+    print(f"\nwrote {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,30 @@
+"""Face recognition backbones: iResNet, MobileFaceNet, embedding heads and presets.
+
+Public API:
+    get_backbone(name, ...)       embedding model of a preset ("r50", "mbf", "small" ...)
+    PRESETS, list_presets()       the presets, as plain dicts
+    iresnet(...), mobilefacenet(...)  builders taking the structure directly
+    embedding_head_e, embedding_head_gdc  the two embedding heads
+    count_params_and_macs(model_or_name)  parameters and MACs
+    load_insightface_weights(model, state_dict_or_path, arch)  InsightFace PyTorch import
+"""
+
+from keras_arcface.models.factory import get_backbone
+from keras_arcface.models.flops import count_params_and_macs
+from keras_arcface.models.heads import embedding_head, embedding_head_e, embedding_head_gdc
+from keras_arcface.models.iresnet import IRESNET_DEPTHS, iresnet
+from keras_arcface.models.mobilefacenet import mobilefacenet
+from keras_arcface.models.presets import PRESETS, list_presets
+
+__all__ = [
+    "IRESNET_DEPTHS",
+    "PRESETS",
+    "count_params_and_macs",
+    "embedding_head",
+    "embedding_head_e",
+    "embedding_head_gdc",
+    "get_backbone",
+    "iresnet",
+    "list_presets",
+    "mobilefacenet",
+]
