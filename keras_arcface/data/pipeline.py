@@ -1,0 +1,487 @@
+"""The ``tf.data`` input pipeline over a TFRecord dataset folder.
+
+``make_dataset`` reads the shards listed in ``manifest.json`` and yields
+``(images float32 [B, H, W, 3] RGB 0..255, labels int32 [B])``, the package's pixel
+convention (normalisation happens inside every backbone).
+
+Layout of the training pipeline (``training=True``)::
+
+    epochs (range from start_epoch) --flat_map--> one epoch:
+        shard files --(shuffle, seeded per epoch)--> interleave TFRecordDataset
+        --(shard by element if too few files)--> shuffle buffer (seeded per epoch)
+        --> enumerate (element index feeds the augmentation seed)
+    --> skip(skip_examples) --> parallel parse + decode + checks + random parameters
+    --> batch (drop_remainder) --> batched augmentation + float cast --> prefetch
+
+Every random choice is a stateless function of ``(seed, epoch, element index)``, so with
+``deterministic=True`` and a fixed ``seed`` the stream is reproducible, and a trainer
+resumes exactly where it stopped by rebuilding the dataset with the same ``seed`` and
+``start_epoch`` / ``skip_examples`` (see ``docs/data.md``).
+"""
+
+import dataclasses
+import random
+
+from keras_arcface.data import schema
+from keras_arcface.data.errors import check_on_error
+
+AUTOTUNE = -1
+DEFAULT_SHUFFLE_BUFFER = 8192
+# Size of the vector of per-element random parameters carried to the batched step.
+_FLIP, _BRIGHT, _CONTRAST, _SAT, _ERASE = 0, 1, 2, 3, 4
+_CROP = 9  # 4 values: y1, x1, y2, x2 (normalised box)
+_NUM_PARAMS = 13
+
+
+@dataclasses.dataclass
+class AugmentConfig:
+    """Training-time augmentation; every field off except the horizontal flip.
+
+    Args:
+        horizontal_flip: flip left-right with probability 0.5.
+        crop_resize: take a random crop and resize it back to the image size.
+        crop_area: (min, max) fraction of the image area the crop keeps.
+        crop_aspect: (min, max) aspect ratio (width / height) of the crop.
+        brightness: maximum brightness shift as a fraction of 255 (0 disables).
+        contrast: contrast factor drawn from ``[1 - contrast, 1 + contrast]`` (0 disables).
+        saturation: saturation factor drawn from ``[1 - saturation, 1 + saturation]``.
+        erasing_probability: probability of random erasing (Zhong et al. 2017).
+        erasing_area: (min, max) fraction of the image area erased.
+        erasing_aspect: (min, max) aspect ratio of the erased rectangle.
+
+    Example:
+        >>> config = AugmentConfig(brightness=0.1, erasing_probability=0.25)
+    """
+
+    horizontal_flip: bool = True
+    crop_resize: bool = False
+    crop_area: tuple = (0.8, 1.0)
+    crop_aspect: tuple = (0.9, 1.1)
+    brightness: float = 0.0
+    contrast: float = 0.0
+    saturation: float = 0.0
+    erasing_probability: float = 0.0
+    erasing_area: tuple = (0.02, 0.2)
+    erasing_aspect: tuple = (0.3, 3.3)
+
+    def __post_init__(self):
+        for name in ("brightness", "contrast", "saturation"):
+            value = float(getattr(self, name))
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"`{name}` must be in [0, 1]. Received: {name}={value}")
+        if not 0.0 <= float(self.erasing_probability) <= 1.0:
+            raise ValueError(
+                "`erasing_probability` must be in [0, 1]. "
+                f"Received: erasing_probability={self.erasing_probability}"
+            )
+        for name in ("crop_area", "erasing_area", "crop_aspect", "erasing_aspect"):
+            low, high = (float(v) for v in getattr(self, name))
+            limit = 1.0 if name.endswith("area") else float("inf")
+            if not 0.0 < low <= high <= limit:
+                raise ValueError(
+                    f"`{name}` must be (min, max) with 0 < min <= max"
+                    f"{' <= 1' if limit == 1.0 else ''}. Received: {name}={getattr(self, name)}"
+                )
+
+    @property
+    def is_identity(self):
+        return not (
+            self.horizontal_flip
+            or self.crop_resize
+            or self.brightness
+            or self.contrast
+            or self.saturation
+            or self.erasing_probability
+        )
+
+
+class ErrorCounter:
+    """Counts records read and kept by a pipeline built with ``on_error="skip"``.
+
+    ``skipped`` is exact once the dataset has been iterated to its end; while iterating,
+    elements in flight in prefetch buffers are counted as read but not yet kept. Records
+    lost in an unreadable shard tail (a truncated file) are never read: compare ``kept``
+    with the manifest's ``num_images`` or use
+    :func:`keras_arcface.data.verify_dataset` to count them.
+
+    Example:
+        >>> counter = ErrorCounter()
+        >>> ds = make_dataset("data", 32, training=False, on_error="skip",
+        ...                   error_counter=counter)  # doctest: +SKIP
+        >>> for _ in ds: pass  # doctest: +SKIP
+        >>> counter.skipped  # doctest: +SKIP
+        0
+    """
+
+    def __init__(self):
+        import tensorflow as tf
+
+        with tf.init_scope():
+            self._read = tf.Variable(0, dtype=tf.int64, trainable=False, name="records_read")
+            self._kept = tf.Variable(0, dtype=tf.int64, trainable=False, name="records_kept")
+
+    @property
+    def read(self):
+        return int(self._read.numpy())
+
+    @property
+    def kept(self):
+        return int(self._kept.numpy())
+
+    @property
+    def skipped(self):
+        return self.read - self.kept
+
+    def __repr__(self):
+        return f"ErrorCounter(read={self.read}, kept={self.kept}, skipped={self.skipped})"
+
+
+def _resolve_augment(augment, training):
+    if augment is None:
+        return AugmentConfig() if training else AugmentConfig(horizontal_flip=False)
+    if augment is False:
+        return AugmentConfig(horizontal_flip=False)
+    if augment is True:
+        return AugmentConfig()
+    if isinstance(augment, dict):
+        return AugmentConfig(**augment)
+    if not isinstance(augment, AugmentConfig):
+        raise TypeError(
+            "`augment` must be None, a bool, a dict or an AugmentConfig. "
+            f"Received: augment={augment!r}"
+        )
+    return augment
+
+
+def _validate_arguments(batch_size, shuffle_buffer, image_size, start_epoch, skip_examples):
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        raise ValueError(
+            f"`batch_size` must be a positive int. Received: batch_size={batch_size!r}"
+        )
+    if int(shuffle_buffer) < 0:
+        raise ValueError(
+            f"`shuffle_buffer` must be >= 0. Received: shuffle_buffer={shuffle_buffer!r}"
+        )
+    if len(tuple(image_size)) != 2:
+        raise ValueError(
+            f"`image_size` must be (height, width). Received: image_size={image_size!r}"
+        )
+    if int(start_epoch) < 0 or int(skip_examples) < 0:
+        raise ValueError(
+            "`start_epoch` and `skip_examples` must be >= 0. "
+            f"Received: start_epoch={start_epoch}, skip_examples={skip_examples}"
+        )
+
+
+def _plan_sharding(files, input_context):
+    """Returns (files for this pipeline, (num, index) for element sharding or None)."""
+    if input_context is None or input_context.num_input_pipelines <= 1:
+        return files, None
+    num, index = input_context.num_input_pipelines, input_context.input_pipeline_id
+    if len(files) >= num:
+        return files[index::num], None
+    return files, (num, index)
+
+
+def _random_params(tf, seed, augment, image_size):
+    """Per-element random augmentation parameters, a float32 vector of _NUM_PARAMS."""
+    seeds = tf.random.experimental.stateless_split(seed, num=8)
+
+    def uniform(index, low=0.0, high=1.0):
+        return tf.random.stateless_uniform([], seeds[index], low, high)
+
+    values = [tf.constant(0.0)] * _NUM_PARAMS
+    if augment.horizontal_flip:
+        values[_FLIP] = tf.cast(uniform(0) < 0.5, tf.float32)
+    values[_BRIGHT] = uniform(1, -augment.brightness, augment.brightness) * 255.0
+    values[_CONTRAST] = uniform(2, 1.0 - augment.contrast, 1.0 + augment.contrast)
+    values[_SAT] = uniform(3, 1.0 - augment.saturation, 1.0 + augment.saturation)
+    if augment.erasing_probability > 0:
+        box = _random_box(tf, seeds[5], augment.erasing_area, augment.erasing_aspect, image_size)
+        values[_ERASE] = tf.cast(uniform(4) < augment.erasing_probability, tf.float32)
+        values[_ERASE + 1 : _ERASE + 5] = tf.unstack(box)
+    if augment.crop_resize:
+        values[_CROP : _CROP + 4] = tf.unstack(
+            _random_box(tf, seeds[6], augment.crop_area, augment.crop_aspect, image_size)
+        )
+    else:
+        values[_CROP : _CROP + 4] = [tf.constant(v) for v in (0.0, 0.0, 1.0, 1.0)]
+    return tf.stack(values)
+
+
+def _random_box(tf, seed, area_range, aspect_range, image_size):
+    """A random normalised box [y1, x1, y2, x2] of given area and aspect, inside [0, 1]."""
+    import math
+
+    seeds = tf.random.experimental.stateless_split(seed, num=4)
+    height, width = image_size
+    area = tf.random.stateless_uniform([], seeds[0], *area_range)
+    log_aspect = tf.random.stateless_uniform(
+        [], seeds[1], math.log(aspect_range[0]), math.log(aspect_range[1])
+    )
+    aspect = tf.exp(log_aspect) * (height / width)  # in normalised units
+    box_h = tf.minimum(tf.sqrt(area / aspect), 1.0)
+    box_w = tf.minimum(tf.sqrt(area * aspect), 1.0)
+    y1 = tf.random.stateless_uniform([], seeds[2], 0.0, 1.0) * (1.0 - box_h)
+    x1 = tf.random.stateless_uniform([], seeds[3], 0.0, 1.0) * (1.0 - box_w)
+    return tf.stack([y1, x1, y1 + box_h, x1 + box_w])
+
+
+def _make_decoder(tf, *, num_classes, image_size, on_error, augment, base_seed):
+    spec = schema.feature_spec()
+    height, width = image_size
+    raise_errors = on_error == "raise"
+
+    def decode(epoch, index, serialized):
+        features = tf.io.parse_single_example(serialized, spec)
+        label = features[schema.KEY_LABEL]
+        source = features[schema.KEY_SOURCE_ID]
+        image = tf.io.decode_image(
+            features[schema.KEY_ENCODED], channels=0, expand_animations=False
+        )
+        shape = tf.shape(image)
+        label_ok = tf.logical_and(label >= 0, label < num_classes)
+        shape_ok = tf.reduce_all(tf.equal(shape, [height, width, 3]))
+        if raise_errors:
+            checks = [
+                tf.debugging.Assert(
+                    label_ok,
+                    [
+                        "label outside [0, num_classes): label=",
+                        label,
+                        "num_classes=",
+                        num_classes,
+                        "source_id=",
+                        source,
+                    ],
+                ),
+                tf.debugging.Assert(
+                    shape_ok,
+                    [
+                        "unexpected image shape (height, width, channels):",
+                        shape,
+                        "expected",
+                        tf.constant([height, width, 3]),
+                        "source_id=",
+                        source,
+                    ],
+                ),
+            ]
+            with tf.control_dependencies(checks):
+                image = tf.reshape(image, [height, width, 3])
+            ok = tf.constant(True)
+        else:
+            ok = tf.logical_and(label_ok, shape_ok)
+            image = tf.cond(
+                shape_ok,
+                lambda: tf.reshape(image, [height, width, 3]),
+                lambda: tf.zeros([height, width, 3], tf.uint8),
+            )
+        seed = tf.random.experimental.stateless_fold_in(
+            tf.random.experimental.stateless_fold_in(tf.constant([base_seed, 0], tf.int64), epoch),
+            index,
+        )
+        params = _random_params(tf, seed, augment, image_size)
+        return image, tf.cast(label, tf.int32), params, ok
+
+    return decode
+
+
+def _make_batch_augmenter(tf, augment, image_size):
+    height, width = image_size
+
+    def apply(images, labels, params, ok):
+        del ok  # bad elements were already raised on or filtered out
+        images = tf.cast(images, tf.float32)
+        if augment.crop_resize:
+            boxes = params[:, _CROP : _CROP + 4]
+            indices = tf.range(tf.shape(images)[0])
+            images = tf.image.crop_and_resize(images, boxes, indices, [height, width])
+        if augment.horizontal_flip:
+            flip = params[:, _FLIP][:, None, None, None] > 0.5
+            images = tf.where(flip, tf.reverse(images, axis=[2]), images)
+        if augment.brightness:
+            images = images + params[:, _BRIGHT][:, None, None, None]
+        if augment.contrast:
+            mean = tf.reduce_mean(images, axis=[1, 2, 3], keepdims=True)
+            images = (images - mean) * params[:, _CONTRAST][:, None, None, None] + mean
+        if augment.saturation:
+            gray = tf.reduce_sum(
+                images * tf.constant([0.299, 0.587, 0.114]), axis=-1, keepdims=True
+            )
+            images = gray + (images - gray) * params[:, _SAT][:, None, None, None]
+        if augment.erasing_probability:
+            images = _erase(tf, images, params, height, width)
+        if augment.brightness or augment.contrast or augment.saturation:
+            images = tf.clip_by_value(images, 0.0, 255.0)
+        return images, labels
+
+    return apply
+
+
+def _erase(tf, images, params, height, width):
+    ys = (tf.range(height, dtype=tf.float32) + 0.5) / height
+    xs = (tf.range(width, dtype=tf.float32) + 0.5) / width
+    box = params[:, _ERASE + 1 : _ERASE + 5]
+    inside_y = (ys[None, :] >= box[:, 0:1]) & (ys[None, :] < box[:, 2:3])
+    inside_x = (xs[None, :] >= box[:, 1:2]) & (xs[None, :] < box[:, 3:4])
+    mask = inside_y[:, :, None] & inside_x[:, None, :] & (params[:, _ERASE] > 0.5)[:, None, None]
+    # The erased patch takes a mid grey, the usual choice for 0..255 face crops.
+    return tf.where(mask[..., None], tf.fill(tf.shape(images), 127.5), images)
+
+
+def make_dataset(
+    data_dir,
+    batch_size,
+    *,
+    training=True,
+    augment=None,
+    shuffle_buffer=DEFAULT_SHUFFLE_BUFFER,
+    seed=None,
+    deterministic=False,
+    on_error="raise",
+    input_context=None,
+    repeat=None,
+    drop_remainder=None,
+    image_size=(112, 112),
+    start_epoch=0,
+    skip_examples=0,
+    num_parallel_calls=AUTOTUNE,
+    cycle_length=None,
+    error_counter=None,
+):
+    """Builds the ``tf.data`` pipeline over a TFRecord dataset folder.
+
+    Args:
+        data_dir: folder with ``manifest.json``, ``labels.tsv`` and the shards.
+        batch_size: images per yielded batch. Under a ``tf.distribute`` strategy pass the
+            per-replica size (``input_context.get_per_replica_batch_size(global_batch)``).
+        training: shuffle files and elements, augment, repeat and drop the remainder.
+            ``False`` reads every image once in file order (unless ``repeat``/``augment``
+            say otherwise).
+        augment: ``None`` (flip when training, nothing otherwise), ``False``, ``True``, a
+            dict of :class:`AugmentConfig` fields or an :class:`AugmentConfig`.
+        shuffle_buffer: element shuffle buffer when training (0 disables).
+        seed: integer seed for file order, element order and augmentation. ``None`` draws
+            one at random. Same seed + ``deterministic=True`` -> the same stream.
+        deterministic: keep element order under parallelism (slower). Throughput
+            training leaves it ``False``.
+        on_error: ``"raise"`` stops at the first bad record (corrupt or truncated data,
+            label outside ``[0, num_classes)``, wrong height/width/channels); ``"skip"``
+            drops such records and counts them in ``error_counter``.
+        input_context: a ``tf.distribute.InputContext``. With at least
+            ``num_input_pipelines`` shard files each pipeline reads its own files;
+            otherwise each reads every file and keeps every n-th element.
+        repeat: repeat forever; default ``training``.
+        drop_remainder: drop the last partial batch; default ``training``.
+        image_size: ``(height, width)`` every stored image must have.
+        start_epoch: first epoch number (seeds the epoch's shuffles and augmentation), for
+            resuming.
+        skip_examples: examples of this pipeline's stream to skip before decoding, for
+            resuming inside an epoch (``steps_done_in_epoch * batch_size``).
+        num_parallel_calls: parallelism of the decode map (default AUTOTUNE).
+        cycle_length: shards read at once (default ``min(number of shards, 16)``).
+        error_counter: an :class:`ErrorCounter` that counts read and kept records
+            (``on_error="skip"`` only).
+
+    Returns:
+        A ``tf.data.Dataset`` of ``(images float32 [B, H, W, 3] RGB 0..255, labels int32 [B])``.
+
+    Example:
+        >>> ds = make_dataset("runs/synthetic/train", 128, seed=0)  # doctest: +SKIP
+        >>> images, labels = next(iter(ds))  # doctest: +SKIP
+    """
+    import tensorflow as tf
+
+    check_on_error(on_error)
+    image_size = tuple(int(v) for v in image_size)
+    _validate_arguments(batch_size, shuffle_buffer, image_size, start_epoch, skip_examples)
+    if error_counter is not None and on_error != "skip":
+        raise ValueError(
+            "`error_counter` counts skipped records and needs on_error='skip'. "
+            f"Received: on_error={on_error!r}"
+        )
+    manifest = schema.read_manifest(data_dir)
+    manifest_size = tuple(int(v) for v in manifest["image_size"])
+    if manifest_size != image_size:
+        raise ValueError(
+            f"The dataset holds {manifest_size[0]}x{manifest_size[1]} images but "
+            f"image_size={image_size} was asked for. Received: image_size={image_size}"
+        )
+    augment = _resolve_augment(augment, training)
+    repeat = training if repeat is None else bool(repeat)
+    drop_remainder = training if drop_remainder is None else bool(drop_remainder)
+    seed_given = seed is not None
+    if seed is None:
+        seed = random.SystemRandom().randrange(2**31)
+    seed = int(seed)
+    files, element_shard = _plan_sharding(schema.shard_paths(data_dir, manifest), input_context)
+    num_files = len(files)
+    cycle = max(1, min(num_files, cycle_length or 16))
+
+    def read_file(path):
+        records = tf.data.TFRecordDataset(path, buffer_size=1 << 20)
+        return records.ignore_errors(log_warning=True) if on_error == "skip" else records
+
+    def one_epoch(epoch):
+        epoch_seed = tf.cast(epoch, tf.int64) * 1_000_003 + seed
+        paths = tf.constant(files)
+        # Element sharding needs the same file order in every pipeline: shuffle files only
+        # when the caller gave a seed (shared by all workers).
+        if training and num_files > 1 and (element_shard is None or seed_given):
+            paths = tf.random.experimental.stateless_shuffle(
+                paths, seed=tf.stack([epoch_seed, tf.constant(17, tf.int64)])
+            )
+        records = tf.data.Dataset.from_tensor_slices(paths).interleave(
+            read_file,
+            cycle_length=cycle,
+            block_length=1,
+            num_parallel_calls=AUTOTUNE,
+            deterministic=True if element_shard else None,
+        )
+        if element_shard is not None:
+            records = records.shard(*element_shard)
+        if training and shuffle_buffer > 1:
+            records = records.shuffle(shuffle_buffer, seed=epoch_seed)
+        return records.enumerate().map(lambda index, record: (epoch, index, record))
+
+    epochs = tf.data.Dataset.range(int(start_epoch), 2**62 if repeat else int(start_epoch) + 1)
+    dataset = epochs.flat_map(one_epoch)
+    if skip_examples:
+        dataset = dataset.skip(int(skip_examples))
+    if error_counter is not None:
+
+        def count_read(epoch, index, record):
+            with tf.control_dependencies([error_counter._read.assign_add(1)]):
+                return epoch, tf.identity(index), record
+
+        dataset = dataset.map(count_read)
+    decode = _make_decoder(
+        tf,
+        num_classes=int(manifest["num_classes"]),
+        image_size=image_size,
+        on_error=on_error,
+        augment=augment,
+        base_seed=seed,
+    )
+    dataset = dataset.map(decode, num_parallel_calls=num_parallel_calls)
+    if on_error == "skip":
+        dataset = dataset.ignore_errors(log_warning=True)
+        dataset = dataset.filter(lambda image, label, params, ok: ok)
+    if error_counter is not None:
+
+        def count_kept(image, label, params, ok):
+            with tf.control_dependencies([error_counter._kept.assign_add(1)]):
+                return tf.identity(image), label, params, ok
+
+        dataset = dataset.map(count_kept)
+    dataset = dataset.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=AUTOTUNE)
+    dataset = dataset.map(
+        _make_batch_augmenter(tf, augment, image_size), num_parallel_calls=AUTOTUNE
+    )
+    dataset = dataset.prefetch(AUTOTUNE)
+    options = tf.data.Options()
+    options.deterministic = bool(deterministic)
+    if input_context is not None:
+        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
+    return dataset.with_options(options)
