@@ -20,6 +20,7 @@ import dataclasses
 import math
 import os
 import tempfile
+import types
 import typing
 from dataclasses import dataclass, field
 from importlib import resources
@@ -73,13 +74,16 @@ class LossConfig:
     Args:
         name: name for ``keras_arcface.losses.get`` (``arcface``, ``cosface``, ...).
             Default ``"arcface"``.
-        margin: the margin; radians for angular margins. Default 0.5 (28.6 degrees).
+        margin: the margin (radians for angular margins); ``None`` keeps the loss's own
+            default (ArcFace 0.5 = 28.6 degrees, CosFace 0.35). Losses without a single margin
+            (``norm_softmax``, ``combined``, ``cm1``, ``cm2``) take theirs in ``loss_kwargs``.
+            Default None.
         scale: the feature scale ``s``. Default 64.0 (the paper's).
         loss_kwargs: extra keyword arguments for the loss. Default ``{}``.
     """
 
     name: str = "arcface"
-    margin: float = 0.5
+    margin: float | None = None
     scale: float = 64.0
     loss_kwargs: dict = field(default_factory=dict)
 
@@ -295,6 +299,12 @@ def _field_types(cls):
 def _coerce(value, annotation, key):
     """Converts ``value`` (from YAML or an override) to ``annotation``, or raises."""
     origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType) and type(None) in args:
+        if value is None or (isinstance(value, str) and value.lower() in ("none", "null", "")):
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _coerce(value, inner, key)
     if dataclasses.is_dataclass(annotation):
         if not isinstance(value, dict):
             raise TypeError(
@@ -641,7 +651,8 @@ def save_resolved(config, derived, path):
     values = to_dict(config)
     if derived is not None:
         values["derived"] = {
-            k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(derived).items()
+            k: list(v) if isinstance(v, tuple) else v
+            for k, v in dataclasses.asdict(derived).items()
         }
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)

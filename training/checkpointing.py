@@ -1,0 +1,89 @@
+"""Resume checkpoints and atomic model files of a run folder.
+
+``tf.train.CheckpointManager`` writes each checkpoint's data and index files first and
+records it in the small ``checkpoint`` state file last, by writing a temporary file and
+renaming it over the old one. A process killed mid-save therefore leaves the state file
+pointing at the previous complete checkpoint; partial files of the interrupted save are
+never referenced and are cleaned up by the next save (``max_to_keep``).
+
+Under ``MultiWorkerMirroredStrategy`` every worker must take part in a save; only the chief
+writes to ``RUN/checkpoints``, the others write to a private temporary folder that is
+deleted afterwards (the pattern of the TensorFlow multi-worker guide).
+
+Example:
+    >>> ckpt = tf.train.Checkpoint(step=step, model=model)
+    >>> manager = Checkpointer(ckpt, "runs/x/checkpoints", is_chief=True)
+    >>> manager.restore_latest()  # 0 when there is nothing to resume
+"""
+
+import os
+import shutil
+import tempfile
+
+import tensorflow as tf
+
+
+class Checkpointer:
+    """A ``tf.train.CheckpointManager`` that knows chief and non-chief workers.
+
+    Args:
+        checkpoint: the ``tf.train.Checkpoint`` (model, centres, optimisers, step).
+        directory: ``RUN/checkpoints``.
+        is_chief: whether this worker writes the real checkpoints. Default True.
+        max_to_keep: checkpoints kept. Default 3.
+    """
+
+    def __init__(self, checkpoint, directory, is_chief=True, max_to_keep=3):
+        self.checkpoint = checkpoint
+        self.directory = directory
+        self.is_chief = bool(is_chief)
+        self.max_to_keep = int(max_to_keep)
+        self.manager = tf.train.CheckpointManager(
+            checkpoint, directory, max_to_keep=self.max_to_keep, checkpoint_name="ckpt"
+        )
+
+    @property
+    def latest(self):
+        """Path prefix of the newest complete checkpoint, or None."""
+        return self.manager.latest_checkpoint
+
+    def save(self, step):
+        """Saves at ``step`` (all workers call this); returns the chief's path or None."""
+        if self.is_chief:
+            return self.manager.save(checkpoint_number=int(step))
+        scratch = tempfile.mkdtemp(prefix="keras-arcface-worker-ckpt-")
+        try:
+            tf.train.CheckpointManager(self.checkpoint, scratch, max_to_keep=1).save(
+                checkpoint_number=int(step)
+            )
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        return None
+
+    def restore_latest(self):
+        """Restores the newest checkpoint if there is one.
+
+        Returns:
+            The restored path, or None when the folder holds no checkpoint.
+        """
+        path = self.latest
+        if path is None:
+            return None
+        status = self.checkpoint.restore(path)
+        status.assert_existing_objects_matched()
+        return path
+
+
+def save_model_atomic(model, path):
+    """Saves a Keras model to ``path`` (``.keras``) through a temporary file and a rename."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".keras", dir=folder)
+    os.close(fd)
+    try:
+        model.save(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path

@@ -1,0 +1,476 @@
+"""The training loop: one custom loop for every ``tf.distribute`` strategy.
+
+``Trainer(config, run_dir).fit()`` trains the embedding model (a backbone from
+``keras_arcface.models.get_backbone``) with a margin loss on a (Partial FC) class-centre
+matrix and writes the run folder of ``docs/architecture.md``::
+
+    RUN/config.yaml  checkpoints/  embedding_latest.keras  embedding_best.keras
+    metrics.csv  tensorboard/  training_curve.png
+
+One step, inside ``tf.function``: ``strategy.run`` computes, on every replica, the
+embeddings of its share of the global batch, the per-example margin loss against the
+(sampled) centres, and gradients of ``sum(loss) / global_batch`` (plus the coupled L2
+term divided by the replica count); the Keras optimiser sums backbone gradients over
+replicas, :class:`~keras_arcface.training.optimizers.CenterOptimizer` sums the centre
+gradient and updates only the sampled rows. Keras 3 ``model.fit`` is not used because it
+fails under ``MultiWorkerMirroredStrategy``; this loop runs unchanged on one device, under
+``MirroredStrategy`` and under ``MultiWorkerMirroredStrategy``.
+
+Resuming: the checkpoint holds the backbone, the centres, both optimisers' slots and the
+global step; the learning rate is a function of the step, and the data position is
+recovered by re-seeding: training epoch ``e`` reads the dataset built with
+``start_epoch=e`` (its shuffles and augmentation are seeded by ``seed`` and ``e``), and a run
+resumed ``k`` steps into an epoch skips the ``k`` batches already consumed
+(``skip_examples``) before decoding. A resumed run therefore sees the same batches as an
+uninterrupted one.
+
+Example:
+    >>> from keras_arcface.training import Trainer, config
+    >>> cfg = config.load_config("synthetic_demo", ["data.train_dir=runs/synth/train"])
+    >>> result = Trainer(cfg, "runs/demo").fit()  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import math
+import os
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras_arcface.training import callbacks, checkpointing, schedules
+from keras_arcface.training import config as config_lib
+from keras_arcface.training.optimizers import (
+    CenterOptimizer,
+    build_optimizer,
+    coupled_l2_penalty,
+)
+from keras_arcface.training.partial_fc import PartialFC
+from keras_arcface.training.strategy import create_strategy, worker_info
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Raised when the training loss becomes NaN or Inf; the last good checkpoint is kept."""
+
+
+@dataclasses.dataclass
+class TrainResult:
+    """What :meth:`Trainer.fit` returns.
+
+    Args:
+        run_dir: the run folder.
+        step: the global step reached.
+        loss: the last logged training loss.
+        scores: the last verification scores (``{}`` without verification).
+        best_accuracy: best mean verification accuracy (None without verification).
+        seconds: wall time of ``fit``.
+        images_per_second: training throughput over the whole fit.
+    """
+
+    run_dir: str
+    step: int
+    loss: float
+    scores: dict
+    best_accuracy: float | None
+    seconds: float
+    images_per_second: float
+
+
+def build_loss(loss_config):
+    """The margin loss of an experiment via ``keras_arcface.losses.get``.
+
+    ``margin`` is passed only when set (``None`` keeps the loss's own default) and only to
+    losses that take one.
+    """
+    from keras_arcface import losses
+
+    kwargs = {"scale": loss_config.scale, **loss_config.loss_kwargs}
+    if loss_config.margin is not None:
+        probe = losses.get(loss_config.name)
+        if "margin" not in inspect.signature(type(probe).__init__).parameters:
+            raise ValueError(
+                f"The loss '{loss_config.name}' has no single margin; set its margins in "
+                f"loss.loss_kwargs. Received: loss.margin={loss_config.margin!r}"
+            )
+        kwargs["margin"] = loss_config.margin
+    return losses.get(loss_config.name, **kwargs)
+
+
+def default_backbone_fn(model_config):
+    """Returns a zero-argument builder of the configured backbone."""
+
+    def build():
+        from keras_arcface.models import get_backbone
+
+        return get_backbone(
+            model_config.backbone,
+            embedding_dim=model_config.embedding_dim,
+            **model_config.backbone_kwargs,
+        )
+
+    return build
+
+
+class Trainer:
+    """Trains an embedding model from an :class:`~keras_arcface.training.config.ExperimentConfig`.
+
+    Args:
+        config: the experiment.
+        run_dir: the run folder (created).
+        resume: continue from ``RUN/checkpoints`` when it holds a checkpoint. Without it, a
+            run folder that already has checkpoints is an error. Default False.
+        strategy: a ``tf.distribute.Strategy``; default from ``config.distribution``.
+        backbone_fn: zero-argument callable returning the embedding model (the
+            architecture contract); default ``get_backbone(config.model...)``.
+        dataset_fn: ``fn(input_context, epoch, skip_batches, batch_size)`` returning a
+            dataset of per-replica batches ``(images, labels)``; default the TFRecord
+            pipeline ``keras_arcface.data.make_dataset`` on ``config.data.train_dir``.
+        verification_sets: ``.bin`` paths or ``(name, images, issame)`` triples; default
+            ``config.evaluation.bins``.
+        num_classes: identities, when there is no manifest to read them from.
+        num_images: images per epoch, likewise.
+
+    Example:
+        >>> trainer = Trainer(cfg, "runs/casia", resume=True)  # doctest: +SKIP
+        >>> trainer.fit().step  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        config,
+        run_dir,
+        *,
+        resume=False,
+        strategy=None,
+        backbone_fn=None,
+        dataset_fn=None,
+        verification_sets=None,
+        num_classes=None,
+        num_images=None,
+    ):
+        config_lib.validate(config)
+        self.config = config
+        self.run_dir = os.path.abspath(run_dir)
+        self.strategy = strategy or create_strategy(
+            config.distribution.strategy, config.distribution.devices
+        )
+        self.task_id, self.is_chief, self.num_workers = worker_info(self.strategy)
+        manifest_classes, manifest_images = self._manifest_counts()
+        self.derived = config_lib.resolve(
+            config,
+            num_replicas=self.strategy.num_replicas_in_sync,
+            num_classes=num_classes or manifest_classes,
+            num_images=num_images or manifest_images,
+        )
+        self._dataset_fn = dataset_fn or self._tfrecord_dataset
+        self._checkpoint_dir = os.path.join(self.run_dir, "checkpoints")
+        if not resume and tf.train.latest_checkpoint(self._checkpoint_dir):
+            raise ValueError(
+                "The run folder already holds checkpoints: pass resume=True (--resume) to "
+                f"continue it, or choose another folder. Received: run_dir={self.run_dir!r}"
+            )
+        os.makedirs(self.run_dir, exist_ok=True)
+        if self.is_chief:
+            config_lib.save_resolved(
+                config, self.derived, os.path.join(self.run_dir, "config.yaml")
+            )
+        self.loss = build_loss(config.loss)
+        self._build_state(backbone_fn or default_backbone_fn(config.model))
+        self.checkpointer = checkpointing.Checkpointer(
+            self.checkpoint,
+            self._checkpoint_dir,
+            is_chief=self.is_chief,
+            max_to_keep=config.checkpoint.max_to_keep,
+        )
+        self.restored_from = self.checkpointer.restore_latest() if resume else None
+        bins = config.evaluation.bins if verification_sets is None else verification_sets
+        self.verifier = (
+            callbacks.Verifier(bins, config.evaluation.batch_size, config.evaluation.flip)
+            if bins and self.is_chief
+            else None
+        )
+        self._train_step = self._make_train_step()
+        self._embed = None
+
+    # ----------------------------------------------------------------------------- set-up
+    def _manifest_counts(self):
+        if not self.config.data.train_dir:
+            return None, None
+        from keras_arcface.data import read_manifest
+
+        manifest = read_manifest(self.config.data.train_dir)
+        return int(manifest["num_classes"]), int(manifest["num_images"])
+
+    def _build_state(self, backbone_fn):
+        cfg, derived = self.config, self.derived
+        previous = keras.mixed_precision.global_policy()
+        keras.mixed_precision.set_global_policy(cfg.mixed_precision)
+        try:
+            with self.strategy.scope():
+                keras.utils.set_random_seed(cfg.seed)
+                self.backbone = backbone_fn()
+                self._check_backbone(self.backbone)
+                dim = int(self.backbone.outputs[0].shape[-1])
+                self.head = PartialFC(
+                    derived.num_classes,
+                    dim,
+                    sample_rate=cfg.partial_fc.sample_rate,
+                    seed=cfg.seed,
+                    name="partial_fc",
+                )
+                self.head.build((None, dim))
+                self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
+                self.schedule = schedules.from_config(cfg, derived)
+                self.optimizer = build_optimizer(cfg, self.current_learning_rate)
+                self.optimizer.build(self.backbone.trainable_variables)
+                self.center_optimizer = CenterOptimizer.from_config(self.head.centers, cfg)
+        finally:
+            keras.mixed_precision.set_global_policy(previous)
+        self.checkpoint = tf.train.Checkpoint(
+            step=self.step,
+            backbone=self.backbone,
+            head=self.head,
+            optimizer=self.optimizer,
+            center_optimizer=self.center_optimizer,
+        )
+
+    @staticmethod
+    def _check_backbone(model):
+        if not isinstance(model, keras.Model) or len(model.outputs) != 1:
+            raise TypeError(
+                "The backbone must be a keras.Model with one embedding output [None, D]. "
+                f"Received: backbone={model!r}"
+            )
+
+    def current_learning_rate(self):
+        """The learning rate at the current global step."""
+        return self.schedule(self.step)
+
+    def _tfrecord_dataset(self, input_context, epoch, skip_batches, batch_size):
+        from keras_arcface.data import make_dataset
+
+        replicas_here = input_context.num_replicas_in_sync // input_context.num_input_pipelines
+        return make_dataset(
+            self.config.data.train_dir,
+            batch_size,
+            training=True,
+            seed=self.config.seed,
+            input_context=input_context,
+            start_epoch=epoch,
+            skip_examples=skip_batches * batch_size * replicas_here,
+            **self.config.data.dataset_kwargs,
+        )
+
+    def _distributed_dataset(self, epoch, skip_batches):
+        global_batch = self.derived.global_batch_size
+
+        def fn(input_context):
+            batch = input_context.get_per_replica_batch_size(global_batch)
+            return self._dataset_fn(input_context, epoch, skip_batches, batch)
+
+        return self.strategy.distribute_datasets_from_function(fn)
+
+    # ------------------------------------------------------------------------------ step
+    def _make_train_step(self):
+        cfg, derived = self.config, self.derived
+        strategy = self.strategy
+        num_replicas = float(strategy.num_replicas_in_sync)
+        global_batch = float(derived.global_batch_size)
+        coupled_wd = (
+            cfg.optimizer.weight_decay if cfg.optimizer.weight_decay_mode == "coupled" else 0
+        )
+        loss_scaled = isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer)
+        clipnorm = cfg.optimizer.clipnorm
+        backbone_vars = self.backbone.trainable_variables
+        centers = self.head.centers
+
+        def replica_step(images, labels):
+            ctx = tf.distribute.get_replica_context()
+            labels = tf.cast(tf.reshape(labels, [-1]), tf.int32)
+            global_labels = ctx.all_gather(labels, axis=0) if num_replicas > 1 else labels
+            scale = (
+                tf.cast(tf.convert_to_tensor(self.optimizer.dynamic_scale), tf.float32)
+                if loss_scaled
+                else tf.constant(1.0)
+            )
+            with tf.GradientTape() as tape:
+                embeddings = self.backbone(images, training=True)
+                per_example = self.head.per_example_loss(
+                    embeddings, labels, self.loss, global_labels=global_labels, step=self.step
+                )
+                data_loss = tf.reduce_sum(per_example) / global_batch
+                total = data_loss + coupled_l2_penalty(backbone_vars, coupled_wd) / num_replicas
+                total = total * scale
+            grads = tape.gradient(total, [v.value for v in backbone_vars] + [centers.value])
+            # One decision for all replicas: any non-finite gradient anywhere skips the step.
+            local_ok = tf.reduce_all([_all_finite(g) for g in grads if g is not None])
+            bad = ctx.all_reduce(tf.distribute.ReduceOp.SUM, 1.0 - tf.cast(local_ok, tf.float32))
+            ok = bad < 0.5
+            if loss_scaled:
+                grads = [g if g is None else _poison(g, ok) for g in grads]
+            if clipnorm:
+                grads, _ = tf.clip_by_global_norm(grads, clipnorm * scale)
+            backbone_grads, center_grad = grads[:-1], grads[-1]
+            self.optimizer.apply(backbone_grads, backbone_vars)
+            if isinstance(center_grad, tf.IndexedSlices):
+                center_grad = tf.IndexedSlices(
+                    center_grad.values / scale, center_grad.indices, center_grad.dense_shape
+                )
+            else:
+                center_grad = center_grad / scale
+            self.center_optimizer.apply(
+                center_grad, self.current_learning_rate(), finite=ok if loss_scaled else None
+            )
+            return data_loss
+
+        @tf.function
+        def train_step(iterator):
+            images, labels = next(iterator)
+            per_replica = strategy.run(replica_step, args=(images, labels))
+            loss = strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
+            self.step.assign_add(1)
+            return loss
+
+        return train_step
+
+    # ------------------------------------------------------------------------------- fit
+    def embed(self, images):
+        """Embeddings of float32 RGB 0..255 images with the current weights (inference)."""
+        if self._embed is None:
+            self._embed = tf.function(
+                lambda x: self.backbone(x, training=False),
+                input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)],
+            )
+        return self._embed(tf.convert_to_tensor(images, tf.float32)).numpy()
+
+    def fit(self, progress=None):
+        """Trains to ``derived.total_steps``; returns a :class:`TrainResult`.
+
+        Raises:
+            NonFiniteLossError: the loss became NaN/Inf (no checkpoint is written for it;
+                the last good one stays the latest).
+        """
+        cfg, derived = self.config, self.derived
+        show = cfg.logging.progress_bar if progress is None else progress
+        step = int(self.step.numpy())
+        start_step = step
+        logger = None
+        if self.is_chief:
+            extra = self.verifier.columns + ["verify/mean_accuracy"] if self.verifier else []
+            logger = callbacks.MetricsLogger(
+                self.run_dir,
+                extra_columns=extra,
+                tensorboard=cfg.logging.tensorboard,
+                resume_step=step,
+            )
+        bar = None
+        if show and self.is_chief:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=derived.total_steps, initial=step, desc=cfg.name, unit="step")
+        t_fit = time.perf_counter()
+        t_log, step_log = t_fit, step
+        loss = math.nan
+        scores = {}
+        try:
+            while step < derived.total_steps:
+                epoch, offset = divmod(step, derived.steps_per_epoch)
+                iterator = iter(self._distributed_dataset(epoch, offset))
+                last = min(derived.steps_per_epoch - offset, derived.total_steps - step)
+                for _ in range(last):
+                    loss = float(self._train_step(iterator))
+                    step += 1
+                    if not math.isfinite(loss):
+                        raise NonFiniteLossError(
+                            f"The training loss became {loss} at step {step}; training stopped. "
+                            f"The last good checkpoint ({self.checkpointer.latest}) is kept. "
+                            "Lower optimizer.learning_rate, add a warm-up "
+                            "(schedule.warmup_epochs) or set optimizer.clipnorm, then resume "
+                            "with --resume."
+                        )
+                    if bar is not None:
+                        bar.update(1)
+                    log_now = step % cfg.logging.every_steps == 0 or step == derived.total_steps
+                    verify_now = self.verifier is not None and (
+                        (cfg.evaluation.every_steps and step % cfg.evaluation.every_steps == 0)
+                        or step == derived.total_steps
+                    )
+                    if verify_now:
+                        scores = self._verify()
+                    if log_now or verify_now:
+                        now = time.perf_counter()
+                        rate = (
+                            (step - step_log) * derived.global_batch_size / max(now - t_log, 1e-9)
+                        )
+                        t_log, step_log = now, step
+                        row = {
+                            "epoch": round(step / derived.steps_per_epoch, 4),
+                            "loss": loss,
+                            "learning_rate": float(self.schedule(step - 1)),
+                            "images_per_second": rate,
+                        }
+                        if verify_now:
+                            row.update(scores)
+                        if logger is not None:
+                            logger.log(step, row)
+                        if bar is not None:
+                            post = {"loss": f"{loss:.3f}", "lr": f"{row['learning_rate']:.3g}"}
+                            post["img/s"] = f"{rate:.0f}"
+                            if verify_now:
+                                post["acc"] = f"{scores['verify/mean_accuracy']:.4f}"
+                            bar.set_postfix(post)
+                    if step % cfg.checkpoint.every_steps == 0 or step == derived.total_steps:
+                        self._save(step)
+        finally:
+            if bar is not None:
+                bar.close()
+            if logger is not None:
+                logger.close()
+        seconds = time.perf_counter() - t_fit
+        if self.is_chief and cfg.logging.plot:
+            callbacks.plot_training_curve(
+                os.path.join(self.run_dir, callbacks.CSV_NAME),
+                os.path.join(self.run_dir, "training_curve.png"),
+                title=cfg.name,
+            )
+        done = (step - start_step) * derived.global_batch_size
+        return TrainResult(
+            run_dir=self.run_dir,
+            step=step,
+            loss=loss,
+            scores=scores,
+            best_accuracy=self.verifier.best if self.verifier and self.verifier.best >= 0 else None,
+            seconds=seconds,
+            images_per_second=done / max(seconds, 1e-9),
+        )
+
+    def _verify(self):
+        scores = self.verifier(self.embed)
+        if self.verifier.is_best(scores):
+            checkpointing.save_model_atomic(
+                self.backbone, os.path.join(self.run_dir, "embedding_best.keras")
+            )
+        return scores
+
+    def _save(self, step):
+        self.checkpointer.save(step)
+        if self.is_chief:
+            checkpointing.save_model_atomic(
+                self.backbone, os.path.join(self.run_dir, "embedding_latest.keras")
+            )
+
+
+def _all_finite(gradient):
+    values = gradient.values if isinstance(gradient, tf.IndexedSlices) else gradient
+    return tf.reduce_all(tf.math.is_finite(values))
+
+
+def _poison(gradient, ok):
+    # Makes every replica's loss-scale optimiser see the same (non-)finiteness.
+    if isinstance(gradient, tf.IndexedSlices):
+        values = tf.where(ok, gradient.values, tf.fill(tf.shape(gradient.values), np.nan))
+        return tf.IndexedSlices(values, gradient.indices, gradient.dense_shape)
+    return tf.where(ok, gradient, tf.fill(tf.shape(gradient), tf.constant(np.nan, gradient.dtype)))
