@@ -12,6 +12,7 @@ Public API:
 from keras_arcface.models.factory import get_backbone
 from keras_arcface.models.flops import count_params_and_macs
 from keras_arcface.models.heads import embedding_head, embedding_head_e, embedding_head_gdc
+from keras_arcface.models.insightface_import import load_insightface_weights
 from keras_arcface.models.iresnet import IRESNET_DEPTHS, iresnet
 from keras_arcface.models.mobilefacenet import mobilefacenet
 from keras_arcface.models.presets import PRESETS, list_presets
@@ -26,5 +27,6 @@ __all__ = [
     "get_backbone",
     "iresnet",
     "list_presets",
+    "load_insightface_weights",
     "mobilefacenet",
 ]
