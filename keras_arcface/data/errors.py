@@ -19,7 +19,30 @@ class DataError(ValueError):
 
     Subclasses ``ValueError`` so callers that already catch ``ValueError`` for bad
     input keep working.
+
+    Args:
+        message: the full message.
+        reason: a short category ("corrupt image", "truncated record", ...).
+        item: what was bad (a path, a record key).
+        detail: extra text (the decoder's own message).
     """
+
+    def __init__(self, message, reason=None, item=None, detail=""):
+        super().__init__(message)
+        self.reason = reason
+        self.item = item
+        self.detail = detail
+
+
+def bad_item(reason, item, detail=""):
+    """Builds the :class:`DataError` for one bad item, message ``reason: item (detail)``.
+
+    Example:
+        >>> str(bad_item("corrupt image", "a.jpg", "truncated"))
+        'corrupt image: a.jpg (truncated)'
+    """
+    message = f"{reason}: {item}" + (f" ({detail})" if detail else "")
+    return DataError(message, reason=reason, item=item, detail=detail)
 
 
 class UnsafePickleError(DataError):
@@ -86,6 +109,11 @@ class SkipReport:
         return f"skipped {self.total} bad item(s): " + "; ".join(parts)
 
 
+def handle_data_error(on_error, report, error):
+    """Raises or records a :class:`DataError` according to the policy."""
+    handle_bad_item(on_error, report, error.reason or "bad item", error.item, error.detail)
+
+
 def handle_bad_item(on_error, report, reason, item, detail=""):
     """Raises or records one bad item according to the policy.
 
@@ -101,6 +129,11 @@ def handle_bad_item(on_error, report, reason, item, detail=""):
     """
     message = f"{reason}: {item}" + (f" ({detail})" if detail else "")
     if on_error == "raise":
-        raise DataError(message + ". Pass on_error='skip' to drop bad items and count them.")
+        raise DataError(
+            message + ". Pass on_error='skip' (--on-error skip) to drop bad items and count them.",
+            reason=reason,
+            item=item,
+            detail=detail,
+        )
     report.add(reason, item)
     logger.warning("skipping %s", message)

@@ -527,13 +527,14 @@ def _draw_occluder(canvas, t, cx, n, rng):
 def _background(rng, size, knobs):
     from PIL import Image, ImageDraw, ImageFilter
 
-    c0, c1 = rng.uniform(0, 255, 3), rng.uniform(0, 255, 3)
-    grey = np.array([128.0, 128.0, 128.0])
+    c0 = rng.uniform(0, 255, 3).astype(np.float32)
+    c1 = rng.uniform(0, 255, 3).astype(np.float32)
+    grey = np.float32(128.0)
     c0 = grey + (c0 - grey) * knobs.background
     c1 = grey + (c1 - grey) * knobs.background
     angle = rng.uniform(0, 2 * np.pi)
     ramp = np.linspace(-1, 1, size, dtype=np.float32)
-    t = np.cos(angle) * ramp[None, :] + np.sin(angle) * ramp[:, None]
+    t = np.float32(np.cos(angle)) * ramp[None, :] + np.float32(np.sin(angle)) * ramp[:, None]
     t = (t - t.min()) / max(float(t.max() - t.min()), 1e-6)
     array = c0[None, None] * (1 - t[..., None]) + c1[None, None] * t[..., None]
     image = Image.fromarray(array.astype(np.uint8), "RGB")
@@ -613,15 +614,18 @@ def render_sample(traits, rng, image_size, knobs):
     background = _background(rng, image_size, knobs).convert("RGBA")
     composed = Image.alpha_composite(background, face).convert("RGB")
     array = np.asarray(composed, dtype=np.float32)
-    array = array * _lighting(n, image_size, (a, b, c, d, e, f))[..., None]
-    array = array * n["gain"] * n["white_balance"][None, None, :]
-    array = 255.0 * np.clip(array / 255.0, 0, 1) ** n["gamma"]
-    result = Image.fromarray(np.clip(array + 0.5, 0, 255).astype(np.uint8), "RGB")
+    gains = (n["gain"] * n["white_balance"]).astype(np.float32)
+    array = array * _lighting(n, image_size, (a, b, c, d, e, f))[..., None] * gains
+    np.clip(array + 0.5, 0, 255, out=array)
+    result = Image.fromarray(array.astype(np.uint8), "RGB")
+    # Gamma through a lookup table (PIL's point) rather than a float power.
+    curve = [int(round(255.0 * (i / 255.0) ** n["gamma"])) for i in range(256)]
+    result = result.point(curve * 3)
     if n["blur"] > 0.15:
         result = result.filter(ImageFilter.GaussianBlur(n["blur"]))
     array = np.asarray(result, dtype=np.float32)
     if n["noise"] > 0:
-        array = array + rng.normal(0, n["noise"], array.shape).astype(np.float32)
+        array = array + rng.standard_normal(array.shape, dtype=np.float32) * np.float32(n["noise"])
     return np.clip(array + 0.5, 0, 255).astype(np.uint8), n["quality"]
 
 
@@ -667,7 +671,10 @@ def _render_many(
             results.extend(_render_chunk(task))
             bar.update(len(task[1]) * count)
     else:
-        context = multiprocessing.get_context("spawn")
+        # fork: workers run only NumPy/PIL code, and unlike spawn it does not re-import the
+        # caller's __main__ (a script without a main guard would recurse).
+        methods = multiprocessing.get_all_start_methods()
+        context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
         with concurrent.futures.ProcessPoolExecutor(num_workers, mp_context=context) as pool:
             for task, result in zip(tasks, pool.map(_render_chunk, tasks)):
                 results.extend(result)
@@ -757,51 +764,6 @@ def _check_counts(**values):
             raise ValueError(f"`{name}` must be a positive int. Received: {name}={value!r}")
 
 
-def make_verification_pairs(labels, num_pairs, seed):
-    """Balanced same/different pairs over ``labels`` (indices into the image list).
-
-    Returns ``(pairs int [num_pairs, 2], issame bool [num_pairs])`` in random order, half
-    same (two different images of one identity) and half different.
-
-    Example:
-        >>> pairs, issame = make_verification_pairs(np.repeat(np.arange(4), 3), 10, 0)
-        >>> int(issame.sum())
-        5
-    """
-    labels = np.asarray(labels)
-    rng = np.random.default_rng([int(seed), 2])
-    by_label = {label: np.flatnonzero(labels == label) for label in np.unique(labels)}
-    multi = [label for label, idx in by_label.items() if len(idx) >= 2]
-    classes = list(by_label)
-    if not multi or len(classes) < 2:
-        raise ValueError(
-            "Pairs need >= 2 identities and one with >= 2 images. "
-            f"Received: num_identities={len(classes)}"
-        )
-    num_same = num_pairs // 2
-    pairs, issame = [], []
-    seen = set()
-    attempts = 0
-    while len(pairs) < num_pairs and attempts < num_pairs * 50:
-        attempts += 1
-        same = len(pairs) < num_same
-        if same:
-            label = multi[rng.integers(len(multi))]
-            i, j = rng.choice(by_label[label], 2, replace=False)
-        else:
-            l1, l2 = rng.choice(len(classes), 2, replace=False)
-            i = rng.choice(by_label[classes[l1]])
-            j = rng.choice(by_label[classes[l2]])
-        key = (min(i, j), max(i, j))
-        if key in seen:
-            continue
-        seen.add(key)
-        pairs.append((i, j))
-        issame.append(same)
-    order = rng.permutation(len(pairs))
-    return np.asarray(pairs, dtype=np.int64)[order], np.asarray(issame, dtype=bool)[order]
-
-
 def contact_sheet(images_by_identity, path, cell=112):
     """Writes a grid PNG: one row per identity, one column per image.
 
@@ -875,6 +837,7 @@ def generate_synthetic(
         >>> summary = generate_synthetic("runs/synthetic", num_identities=50,
         ...                              images_per_identity=10, num_pairs=600)  # doctest: +SKIP
     """
+    from keras_arcface.data.pairs import make_pairs
     from keras_arcface.data.tfrecord_writer import ImageRecord, prepare_destination, write_records
     from keras_arcface.data.verification_bin import write_bin
 
@@ -955,7 +918,7 @@ def generate_synthetic(
     )
     flat = [item for identity in heldout for item in identity]
     flat_labels = np.repeat(np.arange(heldout_identities), heldout_images_per_identity)
-    pairs, issame = make_verification_pairs(flat_labels, num_pairs, seed)
+    pairs, issame = make_pairs(flat_labels, num_pairs, seed)
     bin_path = write_bin(
         os.path.join(out_dir, "verification.bin"), [flat[i] for pair in pairs for i in pair], issame
     )

@@ -16,7 +16,7 @@ import pickle
 
 import numpy as np
 
-from keras_arcface.data.errors import DataError, UnsafePickleError
+from keras_arcface.data.errors import DataError, UnsafePickleError, bad_item
 
 
 def _numpy_global(module, name):
@@ -152,11 +152,12 @@ def decode_image(encoded, image_size=None, source=""):
             image.load()
             array = np.asarray(image.convert("RGB"))
     except Exception as error:  # PIL raises many types for corrupt data
-        raise DataError(f"corrupt image: {source} ({type(error).__name__}: {error})") from None
+        raise bad_item("corrupt image", source, f"{type(error).__name__}: {error}") from None
     if image_size is not None and array.shape[:2] != tuple(image_size):
-        raise DataError(
-            f"unexpected image size: {source} is {array.shape[0]}x{array.shape[1]}, "
-            f"expected {image_size[0]}x{image_size[1]}"
+        raise bad_item(
+            "unexpected image size",
+            source,
+            f"{array.shape[0]}x{array.shape[1]}, expected {image_size[0]}x{image_size[1]}",
         )
     return array
 

@@ -1,0 +1,142 @@
+"""``keras-arcface convert``: image folders, InsightFace RecordIO and pair lists.
+
+::
+
+    keras-arcface convert images DIR OUT [--resize] [--on-error skip]
+    keras-arcface convert rec PATH_PREFIX OUT [--on-error skip]
+    keras-arcface convert bin OUT.bin --pairs pairs.txt --image-root DIR
+    keras-arcface convert bin OUT.bin --folder DIR --num-pairs 3000
+    keras-arcface convert check DATA_DIR
+"""
+
+import json
+
+
+def _add_common(parser):
+    parser.add_argument(
+        "--image-size", type=int, default=112, help="side of the stored square images (default 112)"
+    )
+    parser.add_argument(
+        "--resize",
+        action="store_true",
+        help="resize images of another size instead of rejecting them",
+    )
+    parser.add_argument(
+        "--image-format",
+        choices=("keep", "jpeg", "png"),
+        default="keep",
+        help="keep: JPEG stays JPEG byte for byte, others become PNG",
+    )
+    parser.add_argument(
+        "--on-error",
+        choices=("raise", "skip"),
+        default="raise",
+        help="stop at the first bad image (raise) or drop and count it (skip)",
+    )
+
+
+def _add_dataset_options(parser):
+    _add_common(parser)
+    parser.add_argument("--jpeg-quality", type=int, default=95)
+    parser.add_argument("--workers", type=int, default=None, help="decoding threads")
+    parser.add_argument("--shards", type=int, default=None, help="number of shard files")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def add_arguments(parser):
+    """Adds the ``convert`` sub-commands to ``parser``."""
+    commands = parser.add_subparsers(dest="source", metavar="SOURCE", required=True)
+    images = commands.add_parser("images", help="an image folder, one sub-folder per identity")
+    images.add_argument("src", metavar="DIR")
+    images.add_argument("out", metavar="OUT")
+    _add_dataset_options(images)
+    rec = commands.add_parser("rec", help="InsightFace/MXNet .rec + .idx (no mxnet needed)")
+    rec.add_argument("src", metavar="PATH_PREFIX", help="path without .rec/.idx")
+    rec.add_argument("out", metavar="OUT")
+    rec.add_argument(
+        "--num-classes",
+        type=int,
+        default=None,
+        help="default: property file, header record, or largest label + 1",
+    )
+    _add_dataset_options(rec)
+    bin_ = commands.add_parser("bin", help="a .bin verification set from pairs")
+    bin_.add_argument("out", metavar="OUT.bin")
+    source = bin_.add_mutually_exclusive_group(required=True)
+    source.add_argument("--pairs", help="LFW-style pairs.txt (needs --image-root)")
+    source.add_argument("--folder", help="image folder to draw balanced pairs from")
+    bin_.add_argument("--image-root", help="folder the pairs.txt names refer to")
+    bin_.add_argument("--extension", default="jpg", help="image extension for pairs.txt")
+    bin_.add_argument("--num-pairs", type=int, default=3000)
+    bin_.add_argument("--seed", type=int, default=0)
+    bin_.add_argument("--entry-type", choices=("bytes", "ndarray"), default="bytes")
+    _add_common(bin_)
+    check = commands.add_parser("check", help="verify every record of a TFRecord folder")
+    check.add_argument("src", metavar="DATA_DIR")
+
+
+def _print_manifest(manifest):
+    skipped = manifest.get("skipped", {})
+    print(
+        f"wrote {manifest['num_images']} images of {manifest['num_classes']} identities in "
+        f"{len(manifest['shards'])} shards; skipped {skipped.get('total', 0)}"
+        + (f" {json.dumps(skipped.get('by_reason', {}))}" if skipped.get("total") else "")
+    )
+
+
+def main(args):
+    """Runs ``keras-arcface convert``; returns the exit code."""
+    size = (args.image_size, args.image_size) if hasattr(args, "image_size") else None
+    if args.source in ("images", "rec"):
+        common = {
+            "image_size": size,
+            "resize": args.resize,
+            "image_format": args.image_format,
+            "jpeg_quality": args.jpeg_quality,
+            "on_error": args.on_error,
+            "num_workers": args.workers,
+            "num_shards": args.shards,
+            "overwrite": args.overwrite,
+            "progress": not args.quiet,
+        }
+        if args.source == "images":
+            from keras_arcface.data.image_folder import convert_image_folder
+
+            manifest = convert_image_folder(args.src, args.out, **common)
+        else:
+            from keras_arcface.data.recordio import convert_recordio
+
+            manifest = convert_recordio(args.src, args.out, num_classes=args.num_classes, **common)
+        _print_manifest(manifest)
+        return 0
+    if args.source == "bin":
+        from keras_arcface.data.pairs import pairs_from_folder, read_pairs_txt, write_pairs_bin
+
+        if args.pairs:
+            if not args.image_root:
+                raise SystemExit("convert bin: --pairs needs --image-root")
+            pairs = read_pairs_txt(args.pairs, args.image_root, extension=args.extension)
+        else:
+            pairs = pairs_from_folder(args.folder, args.num_pairs, args.seed)
+        path, report = write_pairs_bin(
+            pairs,
+            args.out,
+            image_size=size,
+            resize=args.resize,
+            image_format=args.image_format,
+            on_error=args.on_error,
+            entry_type=args.entry_type,
+        )
+        print(f"wrote {path}: {pairs.num_pairs - report.total} pairs; {report.summary()}")
+        return 0
+    from keras_arcface.data.verify import verify_dataset
+
+    report = verify_dataset(args.src)
+    print(
+        json.dumps(
+            {key: report[key] for key in ("ok", "num_images", "num_read", "num_valid", "problems")},
+            indent=2,
+        )
+    )
+    return 0 if report["ok"] else 1

@@ -1,0 +1,77 @@
+"""Checking and (re-)encoding one image for a TFRecord dataset, shared by the converters."""
+
+import io
+
+from keras_arcface.data.errors import bad_item
+
+IMAGE_FORMATS = ("keep", "jpeg", "png")
+
+
+def check_image_format(image_format):
+    """Validates an output image format choice (``keep``, ``jpeg`` or ``png``)."""
+    if image_format not in IMAGE_FORMATS:
+        raise ValueError(
+            f"`image_format` must be one of {IMAGE_FORMATS}. "
+            f"Received: image_format={image_format!r}"
+        )
+    return image_format
+
+
+def prepare_image(
+    data, source, *, image_size=(112, 112), resize=False, image_format="keep", jpeg_quality=95
+):
+    """Decodes, checks and, when needed, re-encodes one image for storage.
+
+    JPEG RGB images of the right size are stored byte for byte (no generation loss).
+    Anything else (grayscale, palette, CMYK, alpha, BMP/PGM, resized) is converted to RGB and
+    encoded: JPEG for JPEG sources, PNG (lossless) for the others, unless ``image_format``
+    forces one.
+
+    Args:
+        data: the encoded file contents.
+        source: the item's name for error messages.
+        image_size: ``(height, width)`` the stored image must have.
+        resize: resize images of another size (bicubic) instead of rejecting them.
+        image_format: ``"keep"``, ``"jpeg"`` or ``"png"``.
+        jpeg_quality: quality when encoding JPEG.
+
+    Returns:
+        ``(encoded bytes, "jpeg" | "png")``.
+
+    Raises:
+        DataError: corrupt/undecodable image, or wrong size without ``resize``.
+
+    Example:
+        >>> encoded, fmt = prepare_image(open("a.jpg", "rb").read(), "a.jpg")  # doctest: +SKIP
+    """
+    from PIL import Image
+
+    height, width = int(image_size[0]), int(image_size[1])
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image.load()
+            source_format = (image.format or "").upper()
+            mode = image.mode
+            rgb = image.convert("RGB") if mode != "RGB" else image.copy()
+    except Exception as error:  # PIL raises many types for corrupt data
+        raise bad_item("corrupt image", source, f"{type(error).__name__}: {error}") from None
+    size_ok = rgb.size == (width, height)
+    if not size_ok and not resize:
+        raise bad_item(
+            "unexpected image size",
+            source,
+            f"{rgb.size[1]}x{rgb.size[0]}, expected {height}x{width}; resize=True / --resize "
+            "resizes",
+        )
+    is_jpeg = source_format in ("JPEG", "MPO")
+    target = image_format if image_format != "keep" else ("jpeg" if is_jpeg else "png")
+    if is_jpeg and mode == "RGB" and size_ok and target == "jpeg":
+        return bytes(data), "jpeg"
+    if not size_ok:
+        rgb = rgb.resize((width, height), Image.BICUBIC)
+    buffer = io.BytesIO()
+    if target == "jpeg":
+        rgb.save(buffer, format="JPEG", quality=int(jpeg_quality))
+    else:
+        rgb.save(buffer, format="PNG")
+    return buffer.getvalue(), target
