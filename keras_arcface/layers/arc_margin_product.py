@@ -7,7 +7,11 @@ import keras
 
 from keras_arcface.layers.norm_dense import NormDense
 from keras_arcface.losses._validation import check_number
-from keras_arcface.losses.margins import additive_angular_margin, margin_logits
+from keras_arcface.losses.margins import (
+    additive_angular_margin,
+    additive_angular_margin_derivative,
+    margin_logits,
+)
 
 
 @keras.saving.register_keras_serializable(package="keras_arcface")
@@ -66,10 +70,16 @@ class ArcMarginProduct(NormDense):
                     f"Received: inputs with {len(inputs)} elements"
                 )
             embeddings, labels = inputs
-            target_fn = functools.partial(
-                additive_angular_margin, margin=self.margin, easy_margin=self.easy_margin
+            margin = {"margin": self.margin, "easy_margin": self.easy_margin}
+            return margin_logits(
+                labels,
+                self.cosine(embeddings),
+                functools.partial(additive_angular_margin, **margin),
+                scale=self.scale,
+                target_derivative_fn=functools.partial(
+                    additive_angular_margin_derivative, **margin
+                ),
             )
-            return margin_logits(labels, self.cosine(embeddings), target_fn, scale=self.scale)
         return self.cosine(inputs)
 
     def get_config(self):

@@ -6,7 +6,7 @@ import keras
 
 from keras_arcface.losses._validation import check_number
 from keras_arcface.losses.margin_loss import MarginLoss
-from keras_arcface.losses.margins import additive_angular_margin
+from keras_arcface.losses.margins import additive_angular_margin, additive_angular_margin_derivative
 
 
 @keras.saving.register_keras_serializable(package="keras_arcface")
@@ -51,6 +51,9 @@ class ArcFaceLoss(MarginLoss):
 
     def target_logit(self, cosine):
         return additive_angular_margin(cosine, self.margin, self.easy_margin)
+
+    def target_logit_derivative(self, cosine):
+        return additive_angular_margin_derivative(cosine, self.margin, self.easy_margin)
 
     def get_config(self):
         config = super().get_config()

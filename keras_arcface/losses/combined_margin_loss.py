@@ -6,7 +6,7 @@ import keras
 
 from keras_arcface.losses._validation import check_number
 from keras_arcface.losses.margin_loss import MarginLoss
-from keras_arcface.losses.margins import combined_margin
+from keras_arcface.losses.margins import combined_margin, combined_margin_derivative
 
 
 @keras.saving.register_keras_serializable(package="keras_arcface")
@@ -54,6 +54,9 @@ class CombinedMarginLoss(MarginLoss):
 
     def target_logit(self, cosine):
         return combined_margin(cosine, self.m1, self.m2, self.m3)
+
+    def target_logit_derivative(self, cosine):
+        return combined_margin_derivative(cosine, self.m1, self.m2, self.m3)
 
     def get_config(self):
         config = super().get_config()

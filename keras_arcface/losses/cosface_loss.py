@@ -4,7 +4,7 @@ import keras
 
 from keras_arcface.losses._validation import check_number
 from keras_arcface.losses.margin_loss import MarginLoss
-from keras_arcface.losses.margins import additive_cosine_margin
+from keras_arcface.losses.margins import additive_cosine_margin, unit_derivative
 
 
 @keras.saving.register_keras_serializable(package="keras_arcface")
@@ -42,6 +42,9 @@ class CosFaceLoss(MarginLoss):
 
     def target_logit(self, cosine):
         return additive_cosine_margin(cosine, self.margin)
+
+    def target_logit_derivative(self, cosine):
+        return unit_derivative(cosine, self.margin)
 
     def get_config(self):
         config = super().get_config()

@@ -11,6 +11,7 @@ from keras_arcface.losses.margins import (
     safe_angle,
     sparse_softmax_cross_entropy,
     target_cosine,
+    unit_derivative,
 )
 
 
@@ -52,6 +53,10 @@ class MarginLoss(keras.losses.Loss):
         """The margin transform of target cosines (unscaled, float32). Identity here."""
         return ops.cast(cosine, "float32")
 
+    def target_logit_derivative(self, cosine):
+        """``d target_logit / d cosine``, or None to let autodiff derive it. Ones here."""
+        return unit_derivative(cosine)
+
     def logits(self, y_true, y_pred):
         """Scaled, margin-adjusted float32 logits ``[B, N]`` from labels and cosines.
 
@@ -60,7 +65,12 @@ class MarginLoss(keras.losses.Loss):
             y_pred: cosines ``[B, N]``, any float dtype.
         """
         return margin_logits(
-            y_true, y_pred, self.target_logit, scale=self.scale, detach_margin=self.detach_margin
+            y_true,
+            y_pred,
+            self.target_logit,
+            scale=self.scale,
+            detach_margin=self.detach_margin,
+            target_derivative_fn=self.target_logit_derivative,
         )
 
     def call(self, y_true, y_pred):

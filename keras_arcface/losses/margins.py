@@ -11,9 +11,12 @@ Numerically safe building blocks:
   ``theta = atan2(sin, cos)`` has an infinite slope at ``cos = +-1`` (both ``sqrt(1 - cos^2)``
   and ``arccos`` do). The angle therefore lives in ``[~3.2e-4, pi - ~3.2e-4]`` radians.
 
-The target-column update never builds a dense ``B x N`` one-hot matrix of floats: the target
-cosine is gathered with ``take_along_axis``, transformed, and written back with a ``where`` on
-an iota comparison; the cross-entropy is the sparse one.
+The target-column update never builds a dense ``B x N`` one-hot matrix: the target cosine is
+gathered with ``take_along_axis``, transformed, and written back with ``scatter_update``; the
+cross-entropy is the sparse one. Each built-in margin has an analytic derivative
+(``*_derivative``) so that ``margin_logits`` can run as one custom-gradient op whose backward
+pass edits only the ``B`` target entries of the incoming gradient: the margin then costs no
+extra ``B x N`` passes over a plain normalised softmax (see ``benchmarks/margin_overhead.py``).
 
 Reference: Deng et al., "ArcFace: Additive Angular Margin Loss for Deep Face Recognition",
 arXiv 1801.07698, sections 2.1-2.3.
@@ -56,6 +59,11 @@ def safe_sine(cosine):
         >>> safe_sine(ops.convert_to_tensor([0.0, 1.0]))  # [1.0, 3.16e-4]
     """
     return ops.sqrt(ops.maximum(1.0 - ops.square(cosine), SINE_EPSILON))
+
+
+def _sine_slope(cosine, sine):
+    # d safe_sine / d cosine: -cos/sin where the floor is inactive, 0 where it holds.
+    return ops.where(1.0 - ops.square(cosine) > SINE_EPSILON, -cosine / sine, 0.0)
 
 
 def safe_angle(cosine):
@@ -109,6 +117,30 @@ def additive_angular_margin(cosine, margin=0.5, easy_margin=False):
     return ops.where(c > threshold, shifted, c - offset)
 
 
+def additive_angular_margin_derivative(cosine, margin=0.5, easy_margin=False):
+    """Derivative of ``additive_angular_margin`` with respect to the cosine (float32).
+
+    ``cos(m) + sin(m) * cos / sin`` on the margin branch (with the floored sine), 1 on the
+    fallback or easy-margin identity branch.
+
+    Args:
+        cosine: target-class cosines.
+        margin: additive angular margin in radians. Defaults to 0.5.
+        easy_margin: as in ``additive_angular_margin``. Defaults to False.
+
+    Returns:
+        float32 tensor, same shape as ``cosine``.
+
+    Example:
+        >>> additive_angular_margin_derivative(ops.convert_to_tensor([0.0]), 0.5)  # cos(0.5)
+    """
+    c = clip_cosine(cosine)
+    sine = safe_sine(c)
+    slope = math.cos(margin) - math.sin(margin) * _sine_slope(c, sine)
+    threshold = 0.0 if easy_margin else math.cos(math.pi - margin)
+    return ops.where(c > threshold, slope, 1.0)
+
+
 def additive_cosine_margin(cosine, margin=0.35):
     """CosFace: ``cos(theta) - margin``.
 
@@ -125,6 +157,16 @@ def additive_cosine_margin(cosine, margin=0.35):
     Reference: Wang et al., CosFace (arXiv 1801.09414); ArcFace paper eq. (4), m3.
     """
     return clip_cosine(cosine) - margin
+
+
+def unit_derivative(cosine, *args, **kwargs):
+    """Derivative of a margin that shifts the cosine by a constant (CosFace, none): ones.
+
+    Example:
+        >>> unit_derivative(ops.convert_to_tensor([0.3]))  # [1.0]
+    """
+    del args, kwargs
+    return ops.ones_like(clip_cosine(cosine))
 
 
 def combined_margin(cosine, m1=1.0, m2=0.5, m3=0.0):
@@ -152,11 +194,39 @@ def combined_margin(cosine, m1=1.0, m2=0.5, m3=0.0):
 
     Reference: arXiv 1801.07698, eq. (4) and Table 1 (CM1, CM2).
     """
-    c = clip_cosine(cosine)
-    phi = m1 * safe_angle(c) + m2
+    phi, k, sign = _combined_phase(cosine, m1, m2)
+    return sign * ops.cos(phi) - 2.0 * k - m3
+
+
+def _combined_phase(cosine, m1, m2):
+    phi = m1 * safe_angle(clip_cosine(cosine)) + m2
     k = ops.floor(ops.stop_gradient(phi) / math.pi)
     sign = 1.0 - 2.0 * (k - 2.0 * ops.floor(k / 2.0))
-    return sign * ops.cos(phi) - 2.0 * k - m3
+    return phi, k, sign
+
+
+def combined_margin_derivative(cosine, m1=1.0, m2=0.5, m3=0.0):
+    """Derivative of ``combined_margin`` with respect to the cosine (float32).
+
+    ``-(-1)^k sin(phi) * m1 * dtheta/dcos`` with ``theta = safe_angle(cos)``, whose slope is
+    ``(cos * dsin/dcos - sin) / (sin^2 + cos^2)`` (``-1/sin(theta)`` away from the poles).
+
+    Args:
+        cosine: target-class cosines.
+        m1, m2, m3: as in ``combined_margin`` (``m3`` does not enter the derivative).
+
+    Returns:
+        float32 tensor, same shape as ``cosine``.
+
+    Example:
+        >>> combined_margin_derivative(ops.convert_to_tensor([0.0]), 1.0, 0.0)  # 1.0
+    """
+    del m3
+    c = clip_cosine(cosine)
+    sine = safe_sine(c)
+    angle_slope = (c * _sine_slope(c, sine) - sine) / (ops.square(sine) + ops.square(c))
+    phi, _, sign = _combined_phase(c, m1, m2)
+    return -sign * ops.sin(phi) * m1 * angle_slope
 
 
 def _flat_labels(labels):
@@ -181,11 +251,19 @@ def target_cosine(labels, cosine):
     return ops.take_along_axis(cosine, ops.expand_dims(labels, -1), axis=-1)[:, 0]
 
 
-def margin_logits(labels, cosine, target_fn, scale=64.0, detach_margin=False):
+def margin_logits(
+    labels, cosine, target_fn, scale=64.0, detach_margin=False, target_derivative_fn=None
+):
     """Scaled logits with a margin applied to the target column only.
 
     Non-target logits are ``scale * cos(theta_j)``; the target logit is
     ``scale * target_fn(cos(theta_y))``.
+
+    Given ``target_derivative_fn`` (``d target_fn / d cos``), the target edit is one
+    custom-gradient op: forward ``scatter_update(scale * cos, target, scale * f(cos_y))``,
+    backward ``scatter_update(scale * g, target, scale * g_y * f'(cos_y))``, so the margin adds
+    only ``B``-sized work. Without it, plain autodiff through gather + scatter is used (correct,
+    a few ``B x N`` passes slower); any custom ``target_fn`` works that way.
 
     Args:
         labels: int class ids, shape ``[B]`` or ``[B, 1]``.
@@ -193,10 +271,10 @@ def margin_logits(labels, cosine, target_fn, scale=64.0, detach_margin=False):
         target_fn: the margin transform, e.g. ``functools.partial(additive_angular_margin,
             margin=0.5)``.
         scale: the feature scale ``s``. Defaults to 64.0.
-        detach_margin: if True, the target logit is ``s*cos + stop_gradient(s*(f(cos) - cos))``:
-            its value has the margin but its gradient is that of the plain normalised softmax
-            (the current PyTorch reference's no-grad shortcut). Defaults to False (the true
-            gradient of the margin, as in the paper).
+        detach_margin: if True, the target logit's value has the margin but its gradient is that
+            of the plain normalised softmax, ``scale`` (the current PyTorch reference's no-grad
+            shortcut). Defaults to False: the true gradient of the margin, as in the paper.
+        target_derivative_fn: optional derivative of ``target_fn``. Defaults to None.
 
     Returns:
         float32 logits of shape ``[B, N]``.
@@ -207,14 +285,27 @@ def margin_logits(labels, cosine, target_fn, scale=64.0, detach_margin=False):
     """
     labels = _flat_labels(labels)
     c = clip_cosine(cosine)
-    target = target_cosine(labels, c)
-    adjusted = ops.cast(target_fn(target), "float32")
-    if detach_margin:
-        adjusted = target + ops.stop_gradient(adjusted - target)
-    is_target = ops.expand_dims(ops.arange(ops.shape(c)[-1], dtype="int32"), 0) == (
-        ops.expand_dims(labels, -1)
-    )
-    return scale * ops.where(is_target, ops.expand_dims(adjusted, -1), c)
+    index = ops.stack([ops.arange(ops.shape(c)[0], dtype="int32"), labels], axis=1)
+    if target_derivative_fn is None and not detach_margin:
+        adjusted = ops.cast(target_fn(target_cosine(labels, c)), "float32")
+        return ops.scatter_update(scale * c, index, scale * adjusted)
+    slope_fn = unit_derivative if detach_margin else target_derivative_fn
+
+    @ops.custom_gradient
+    def edit_target(c):
+        target = target_cosine(labels, c)
+        adjusted = ops.cast(target_fn(target), "float32")
+        slope = slope_fn(target)
+
+        def grad(*args, upstream=None):
+            if upstream is None:
+                (upstream,) = args
+            upstream_target = target_cosine(labels, upstream)
+            return ops.scatter_update(scale * upstream, index, scale * upstream_target * slope)
+
+        return ops.scatter_update(scale * c, index, scale * adjusted), grad
+
+    return edit_target(c)
 
 
 def sparse_softmax_cross_entropy(labels, logits):

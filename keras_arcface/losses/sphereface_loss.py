@@ -4,7 +4,7 @@ import keras
 
 from keras_arcface.losses._validation import check_number
 from keras_arcface.losses.margin_loss import MarginLoss
-from keras_arcface.losses.margins import combined_margin
+from keras_arcface.losses.margins import combined_margin, combined_margin_derivative
 
 
 @keras.saving.register_keras_serializable(package="keras_arcface")
@@ -46,6 +46,9 @@ class SphereFaceLoss(MarginLoss):
 
     def target_logit(self, cosine):
         return combined_margin(cosine, m1=self.margin, m2=0.0, m3=0.0)
+
+    def target_logit_derivative(self, cosine):
+        return combined_margin_derivative(cosine, m1=self.margin, m2=0.0, m3=0.0)
 
     def get_config(self):
         config = super().get_config()
