@@ -226,6 +226,7 @@ def evaluate_identification(
     progress=True,
     ranks=DEFAULT_RANKS,
     fpir_targets=DEFAULT_FPIR_TARGETS,
+    description="embedding",
 ):
     """Embeds labelled images, splits them by identity and runs :func:`identification_metrics`.
 
@@ -241,6 +242,7 @@ def evaluate_identification(
         progress: show progress bars (default True).
         ranks: ranks reported (default (1, 5)).
         fpir_targets: FPIR values for TPIR.
+        description: label of the progress bars.
 
     Returns:
         :func:`identification_metrics`'s dict plus ``gallery_per_identity``,
@@ -268,10 +270,17 @@ def evaluate_identification(
             "No probes: every identity has at most gallery_per_identity images. "
             f"Received: gallery_per_identity={gallery_per_identity}, num_images={len(labels)}"
         )
-    embeddings = embed_images(embed_fn, images, batch_size=batch_size, progress=progress)
+    embeddings = embed_images(
+        embed_fn, images, batch_size=batch_size, progress=progress, desc=description
+    )
     if flip:
         embeddings = embeddings + embed_images(
-            embed_fn, images, batch_size=batch_size, progress=progress, flip=True
+            embed_fn,
+            images,
+            batch_size=batch_size,
+            progress=progress,
+            desc=f"{description} (flipped)",
+            flip=True,
         )
     result = identification_metrics(
         embeddings[probe_idx],

@@ -178,6 +178,7 @@ def evaluate_verification(
     progress=True,
     nfolds=10,
     far_targets=DEFAULT_FAR_TARGETS,
+    normalize_before_fusion=False,
     description="embedding",
 ):
     """Embeds a pair set and runs :func:`verification_metrics` on it.
@@ -197,11 +198,16 @@ def evaluate_verification(
         progress: show a tqdm progress bar (default True).
         nfolds: folds of the protocol (default 10).
         far_targets: FAR values for TAR@FAR.
+        normalize_before_fusion: L2-normalise each embedding before adding the mirror's
+            (default False: the reference sums the raw embeddings). Exported formats return
+            normalised embeddings only, so ``keras-arcface eval`` sets this for every format
+            to give the same numbers across formats.
         description: label of the progress bar.
 
     Returns:
-        :func:`verification_metrics`'s dict plus ``mean_norm``, ``flip``, ``embedding_dim``,
-        ``embed_seconds`` and ``images_per_second``.
+        :func:`verification_metrics`'s dict plus ``mean_norm``, ``flip``,
+        ``normalize_before_fusion``, ``embedding_dim``, ``embed_seconds`` and
+        ``images_per_second``.
 
     Example:
         >>> images = np.zeros((20, 8, 8, 3), np.uint8)
@@ -231,7 +237,10 @@ def evaluate_verification(
             flip=True,
         )
         norms.append(np.linalg.norm(mirrored, axis=1))
-        fused = raw + mirrored
+        if normalize_before_fusion:
+            fused = l2_normalize(raw) + l2_normalize(mirrored)
+        else:
+            fused = raw + mirrored
     embed_seconds = time.perf_counter() - start
     result = verification_metrics(
         fused[0::2], fused[1::2], issame, nfolds=nfolds, far_targets=far_targets
@@ -240,6 +249,7 @@ def evaluate_verification(
     result.update(
         mean_norm=float(np.mean(np.concatenate(norms))),
         flip=bool(flip),
+        normalize_before_fusion=bool(normalize_before_fusion),
         embedding_dim=int(raw.shape[1]),
         embed_seconds=embed_seconds,
         images_per_second=num_embedded / max(embed_seconds, 1e-9),
