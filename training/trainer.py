@@ -229,6 +229,9 @@ class Trainer:
                 self.center_optimizer = CenterOptimizer.from_config(self.head.centers, cfg)
         finally:
             keras.mixed_precision.set_global_policy(previous)
+            # The seed was for initialisation; a global TF seed would also change how every
+            # later tf.data op draws its seeds (and breaks tensor-valued op seeds).
+            tf.random.set_seed(None)
         self.checkpoint = tf.train.Checkpoint(
             step=self.step,
             backbone=self.backbone,
