@@ -1,0 +1,426 @@
+"""``export_model``: every format of one embedding model, behind the parity gate."""
+
+import hashlib
+import os
+import tempfile
+import time
+
+import numpy as np
+from keras_arcface.export.parity import (
+    ParityGateError,
+    ParityReport,
+    check_parity,
+    verification_accuracy,
+)
+from keras_arcface.export.signatures import check_embedding_model
+from keras_arcface.export.tflite import QUANTIZATIONS, check_quantization
+
+from keras_arcface.inference.contract import contract_metadata, write_json_atomic
+
+FORMATS = ("saved_model", "tflite", "onnx")
+MANIFEST_NAME = "metadata.json"
+REPORT_NAME = "parity_report.json"
+DEFAULT_PARITY_IMAGES = 64
+DEFAULT_CALIBRATION_IMAGES = 100
+
+
+def artifact_filename(fmt, quantization="float32"):
+    """File name of an artifact inside the export folder.
+
+    Example:
+    >>> artifact_filename("tflite", "int8"), artifact_filename("onnx")
+    ('model_int8.tflite', 'model.onnx')
+    """
+    if fmt == "saved_model":
+        return "saved_model"
+    if fmt == "tflite":
+        return f"model_{quantization}.tflite"
+    return "model.onnx"
+
+
+def _check_formats(formats, quantize):
+    formats = tuple(dict.fromkeys(formats))
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown or not formats:
+        raise ValueError(
+            f"Expected formats among {list(FORMATS)}. Received: formats={list(formats)}"
+        )
+    if quantize is None:
+        quantize = tuple(q for q in QUANTIZATIONS if q != "float32") if "tflite" in formats else ()
+    quantize = tuple(dict.fromkeys(check_quantization(q) for q in quantize))
+    if quantize and "tflite" not in formats:
+        raise ValueError(
+            "Quantisation applies to TFLite only; add 'tflite' to formats. "
+            f"Received: formats={list(formats)}, quantize={list(quantize)}"
+        )
+    return formats, quantize
+
+
+def load_embedding_model(model_or_path):
+    """Returns ``(keras.Model, source description)`` from a model, ``.keras`` or run folder.
+
+    Example:
+    >>> model, source = load_embedding_model("runs/demo")  # doctest: +SKIP
+    """
+    from keras_arcface.inference.runtimes import KerasRuntime, resolve_model_path
+
+    if not isinstance(model_or_path, (str, os.PathLike)):
+        KerasRuntime(model_or_path)  # validates the contract
+        return model_or_path, f"in-memory model {model_or_path.name!r}"
+    kind, path = resolve_model_path(model_or_path)
+    if kind != "keras":
+        raise ValueError(
+            "Export starts from a Keras embedding model: a .keras file or a run folder. "
+            f"Received: model_or_path={os.fspath(model_or_path)!r} (a {kind} artifact)"
+        )
+    return KerasRuntime.from_path(path).model, path
+
+
+def draw_sample_images(
+    num_images,
+    *,
+    sample_images=None,
+    data_dir=None,
+    bin_path=None,
+    image_size=112,
+    seed=0,
+):
+    """Draws the images used for int8 calibration and the parity gate.
+
+    Sources, first match wins: ``sample_images`` (arrays or file paths), ``data_dir`` (a
+    TFRecord dataset folder read with ``keras_arcface.data.make_dataset``, shuffled with
+    ``seed``), ``bin_path`` (the images of a ``.bin`` set), else freshly rendered synthetic
+    identities (``keras_arcface.data.render_identities``).
+
+    Args:
+        num_images: How many images to return (fewer if the source holds fewer).
+        sample_images: Images given directly.
+        data_dir: TFRecord dataset folder (a run's training data).
+        bin_path: ``.bin`` verification set.
+        image_size: Side of the model's input.
+        seed: Seed of the shuffle / the synthetic identities.
+
+    Returns:
+        ``(images float32 [N, S, S, 3] 0..255, description)``.
+
+    Example:
+    >>> images, source = draw_sample_images(64, data_dir="data/synthetic/train")  # doctest: +SKIP
+    """
+    from keras_arcface.inference import to_batch
+
+    if sample_images is not None:
+        images = to_batch(sample_images, image_size)
+        return images[:num_images], f"{len(images[:num_images])} given images"
+    if data_dir is not None:
+        from keras_arcface.data import make_dataset, read_manifest
+
+        available = int(read_manifest(data_dir)["num_images"])
+        count = max(1, min(num_images, available))
+        dataset = make_dataset(
+            data_dir,
+            count,
+            training=True,
+            augment=False,
+            seed=seed,
+            deterministic=True,
+            image_size=(image_size, image_size),
+        )
+        images, _ = next(iter(dataset))
+        return np.asarray(images, np.float32), f"TFRecords in {os.fspath(data_dir)}"
+    if bin_path is not None:
+        from keras_arcface.data import load_bin
+
+        images = load_bin(bin_path, image_size=(image_size, image_size)).images
+        step = max(1, len(images) // max(num_images, 1))
+        return images[::step][:num_images].astype(np.float32), f"images of {bin_path}"
+    from keras_arcface.data import render_identities
+
+    identities = max(1, num_images // 4)
+    images, _ = render_identities(
+        identities, 4, seed=seed, image_size=image_size, heldout=True, num_workers=1
+    )
+    return images[:num_images].astype(np.float32), "synthetic identities (held-out range)"
+
+
+def _sha256(path):
+    digest = hashlib.sha256()
+    paths = [path]
+    if os.path.isdir(path):
+        paths = sorted(
+            os.path.join(root, name) for root, _, names in os.walk(path) for name in names
+        )
+    for item in paths:
+        with open(item, "rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _size(path):
+    if not os.path.isdir(path):
+        return os.path.getsize(path)
+    return sum(os.path.getsize(os.path.join(r, n)) for r, _, names in os.walk(path) for n in names)
+
+
+def _plan(formats, quantize):
+    steps = []
+    if "saved_model" in formats:
+        steps.append(("saved_model", "saved_model", "float32"))
+    if "tflite" in formats:
+        steps.append(("tflite_float32", "tflite", "float32"))
+        steps += [(f"tflite_{q}", "tflite", q) for q in quantize if q != "float32"]
+    if "onnx" in formats:
+        steps.append(("onnx", "onnx", "float32"))
+    return steps
+
+
+def _write_artifacts(model, out_dir, steps, calibration, opset, extra, progress):
+    from keras_arcface.export.onnx import export_onnx
+    from keras_arcface.export.saved_model import export_saved_model
+    from keras_arcface.export.tflite import export_tflite, write_serving_saved_model
+    from tqdm.auto import tqdm
+
+    written = []
+    with tempfile.TemporaryDirectory() as scratch:
+        serving = os.path.join(out_dir, "saved_model")
+        if not any(fmt == "saved_model" for _, fmt, _ in steps):
+            serving = write_serving_saved_model(model, os.path.join(scratch, "serving"))
+        float32_tflite = os.path.join(scratch, "model_float32.tflite")
+        for name, fmt, precision in tqdm(
+            steps, desc="exporting", unit="artifact", disable=not progress
+        ):
+            path = os.path.join(out_dir, artifact_filename(fmt, precision))
+            started = time.perf_counter()
+            if fmt == "saved_model":
+                export_saved_model(model, path, metadata=extra)
+            elif fmt == "tflite":
+                export_tflite(
+                    model,
+                    path,
+                    precision,
+                    representative_images=calibration,
+                    saved_model=serving,
+                    metadata=extra,
+                )
+                if precision == "float32":
+                    float32_tflite = path
+            else:
+                if not os.path.isfile(float32_tflite):
+                    export_tflite(model, float32_tflite, "float32", saved_model=serving)
+                export_onnx(
+                    model, path, opset=opset, tflite_float32_path=float32_tflite, metadata=extra
+                )
+            written.append((name, fmt, precision, path, time.perf_counter() - started))
+    return written
+
+
+def export_model(
+    model_or_path,
+    out_dir,
+    *,
+    formats=FORMATS,
+    quantize=None,
+    sample_images=None,
+    data_dir=None,
+    bin_path=None,
+    opset=17,
+    gate=True,
+    num_parity_images=DEFAULT_PARITY_IMAGES,
+    num_calibration_images=DEFAULT_CALIBRATION_IMAGES,
+    progress=True,
+    verbose=True,
+):
+    """Exports an embedding model to SavedModel, TFLite and ONNX and runs the parity gate.
+
+    Only the embedding model is exported (never the class centres). Every artifact follows
+    one contract (docs/export.md): input ``images`` RGB NHWC 112x112, values 0..255 (float32;
+    the int8 TFLite takes uint8), preprocessing inside the graph, output ``embeddings``
+    float32 L2-normalised, dynamic batch. ``out_dir`` receives the artifacts,
+    ``metadata.json`` (contract, files, sizes, SHA-256) and ``parity_report.json``.
+
+    Args:
+        model_or_path: A Keras embedding model, a ``.keras`` file or a run folder.
+        out_dir: Export folder (created; existing artifacts of the same names are replaced).
+        formats: Any of ``"saved_model"``, ``"tflite"``, ``"onnx"`` (default: all three).
+        quantize: TFLite variants besides float32 among ``"float16"``, ``"dynamic"``,
+            ``"int8"``; default all three when ``"tflite"`` is exported.
+        sample_images: Images for calibration and the gate (arrays or paths).
+        data_dir: TFRecord dataset folder to draw them from (the run's training data).
+        bin_path: ``.bin`` pair set: the gate then also compares verification accuracy, and
+            the Keras model's best threshold is stored in the metadata (as a cosine).
+        opset: ONNX opset (default 17).
+        gate: Raise :class:`ParityGateError` when an artifact fails the gate (default True;
+            ``False`` only reports).
+        num_parity_images: Images in the cosine gate (64).
+        num_calibration_images: Images calibrating the int8 TFLite model (100).
+        progress: Show progress bars.
+        verbose: Print the parity table.
+
+    Returns:
+        The :class:`ParityReport` (also written to ``out_dir/parity_report.json``).
+
+    Example:
+    >>> report = export_model("runs/demo", "runs/demo/export", data_dir="data/train",
+    ...                       bin_path="data/verification.bin")  # doctest: +SKIP
+    >>> report.passed  # doctest: +SKIP
+    True
+    """
+    from keras_arcface.inference import Embedder
+
+    formats, quantize = _check_formats(formats, quantize)
+    model, source = load_embedding_model(model_or_path)
+    reference = Embedder.from_model(model)
+    images, image_source = draw_sample_images(
+        num_parity_images + num_calibration_images,
+        sample_images=sample_images,
+        data_dir=data_dir,
+        bin_path=bin_path,
+        image_size=reference.image_size,
+    )
+    split = min(num_parity_images, max(1, len(images) // 2))
+    parity_images, calibration = images[:split], images[split:] if len(images) > split else images
+    pair_set, extra, keras_accuracy = None, {}, None
+    if bin_path is not None:
+        from keras_arcface.data import load_bin
+
+        pair_set = load_bin(bin_path, image_size=(reference.image_size,) * 2)
+        result = verification_accuracy(reference, pair_set, progress=progress)
+        keras_accuracy = result["accuracy"]
+        # The protocol's threshold is a squared L2 distance d; on unit vectors cos = 1 - d / 2.
+        extra["threshold"] = float(1.0 - result["best_threshold"] / 2.0)
+        extra["threshold_source"] = f"{os.path.basename(os.fspath(bin_path))} (Keras model)"
+    out_dir = os.fspath(out_dir)
+    os.makedirs(out_dir, exist_ok=True)
+    steps = _plan(formats, quantize)
+    written = _write_artifacts(model, out_dir, steps, calibration, opset, extra, progress)
+    report = check_parity(
+        reference,
+        [(name, path, precision) for name, _, precision, path, _ in written],
+        parity_images,
+        image_source=image_source,
+        pair_set=pair_set,
+        bin_path=bin_path,
+        keras_accuracy=keras_accuracy,
+        progress=progress,
+    )
+    _write_manifest(out_dir, model, source, written, report, extra, opset)
+    report.write(os.path.join(out_dir, REPORT_NAME))
+    if verbose:
+        print(report.format_table())
+    if gate and not report.passed:
+        raise ParityGateError(report)
+    return report
+
+
+def _write_manifest(out_dir, model, source, written, report, extra, opset):
+    image_size, embedding_dim = check_embedding_model(model)
+    passed = {a.name: a.passed for a in report.artifacts}
+    manifest = {
+        "contract": contract_metadata(embedding_dim, image_size=image_size, **extra),
+        "source_model": source,
+        "onnx_opset": int(opset),
+        "artifacts": {
+            name: {
+                "path": os.path.relpath(path, out_dir),
+                "format": fmt,
+                "precision": precision,
+                "input_dtype": "uint8" if precision == "int8" else "float32",
+                "size_bytes": _size(path),
+                "sha256": _sha256(path),
+                "export_seconds": round(seconds, 2),
+                "parity_passed": passed.get(name),
+            }
+            for name, fmt, precision, path, seconds in written
+        },
+        "parity_passed": report.passed,
+    }
+    write_json_atomic(os.path.join(out_dir, MANIFEST_NAME), manifest)
+
+
+def check_export(
+    model_or_path,
+    out_dir,
+    *,
+    sample_images=None,
+    data_dir=None,
+    bin_path=None,
+    num_parity_images=DEFAULT_PARITY_IMAGES,
+    progress=True,
+    verbose=True,
+    gate=True,
+):
+    """Re-runs the parity gate on an existing export folder against its Keras model.
+
+    Reads ``out_dir/metadata.json`` for the artifacts, compares each with the model, writes
+    ``parity_report.json`` again and raises :class:`ParityGateError` on failure (``gate``).
+
+    Args:
+        model_or_path: The Keras embedding model, ``.keras`` file or run folder.
+        out_dir: A folder written by :func:`export_model`.
+        sample_images, data_dir, bin_path: Image sources, as in :func:`export_model`.
+        num_parity_images: Images in the cosine gate (64).
+        progress: Show progress bars.
+        verbose: Print the parity table.
+        gate: Raise on failure (default True).
+
+    Returns:
+        The :class:`ParityReport`.
+
+    Example:
+    >>> check_export("runs/demo", "runs/demo/export")  # doctest: +SKIP
+    """
+    import json
+
+    from keras_arcface.inference import Embedder
+
+    manifest_path = os.path.join(os.fspath(out_dir), MANIFEST_NAME)
+    if not os.path.isfile(manifest_path):
+        raise FileNotFoundError(
+            f"No export manifest ({MANIFEST_NAME}) in this folder. Received: out_dir={out_dir!r}"
+        )
+    with open(manifest_path, encoding="utf-8") as handle:
+        manifest = json.load(handle)
+    model, _ = load_embedding_model(model_or_path)
+    reference = Embedder.from_model(model)
+    images, image_source = draw_sample_images(
+        num_parity_images,
+        sample_images=sample_images,
+        data_dir=data_dir,
+        bin_path=bin_path,
+        image_size=reference.image_size,
+    )
+    pair_set = None
+    if bin_path is not None:
+        from keras_arcface.data import load_bin
+
+        pair_set = load_bin(bin_path, image_size=(reference.image_size,) * 2)
+    artifacts = [
+        (name, os.path.join(os.fspath(out_dir), entry["path"]), entry["precision"])
+        for name, entry in manifest["artifacts"].items()
+    ]
+    report = check_parity(
+        reference,
+        artifacts,
+        images,
+        image_source=image_source,
+        pair_set=pair_set,
+        bin_path=bin_path,
+        progress=progress,
+    )
+    report.write(os.path.join(os.fspath(out_dir), REPORT_NAME))
+    if verbose:
+        print(report.format_table())
+    if gate and not report.passed:
+        raise ParityGateError(report)
+    return report
+
+
+__all__ = [
+    "FORMATS",
+    "ParityReport",
+    "artifact_filename",
+    "check_export",
+    "export_model",
+    "load_embedding_model",
+    "draw_sample_images",
+]

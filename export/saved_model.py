@@ -1,0 +1,73 @@
+"""SavedModel export for TF Serving: ``serving_default`` (images) and ``serving_bytes``."""
+
+import os
+import shutil
+
+from keras_arcface.export.signatures import (
+    bytes_embedding_function,
+    check_embedding_model,
+    embedding_function,
+)
+
+from keras_arcface.inference.contract import (
+    BYTES_SIGNATURE,
+    contract_metadata,
+    sidecar_path,
+    write_json_atomic,
+)
+
+
+def export_saved_model(model, path, *, metadata=None):
+    """Writes ``model`` as a SavedModel with two serving signatures.
+
+    ``serving_default``: ``images`` float32 ``[None, S, S, 3]`` (RGB, 0..255) -> ``embeddings``
+    float32 ``[None, D]``, L2-normalised. ``serving_bytes``: ``image_bytes`` string ``[None]``
+    (encoded JPEG/PNG) -> ``embeddings``. Only the embedding model's variables are saved. The
+    contract metadata goes to ``keras_arcface.json`` inside the directory. The directory is
+    written under a temporary name and renamed into place.
+
+    Args:
+        model: A Keras embedding model (docs/architecture.md).
+        path: Destination directory (replaced if it exists).
+        metadata: Extra entries for the metadata sidecar.
+
+    Returns:
+        ``path``.
+
+    Example:
+    >>> export_saved_model(backbone, "out/saved_model")  # doctest: +SKIP
+    """
+    import keras
+
+    image_size, embedding_dim = check_embedding_model(model)
+    path = os.fspath(path)
+    tmp = f"{path}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    serve = embedding_function(model)
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint("serving_default", serve)
+    archive.add_endpoint(BYTES_SIGNATURE, bytes_embedding_function(model, serve))
+    archive.write_out(tmp, verbose=False)
+    write_json_atomic(
+        sidecar_path(tmp),
+        contract_metadata(
+            embedding_dim,
+            image_size=image_size,
+            format="saved_model",
+            signatures={"serving_default": "images", BYTES_SIGNATURE: "image_bytes"},
+            **(metadata or {}),
+        ),
+    )
+    _replace_directory(tmp, path)
+    return path
+
+
+def _replace_directory(tmp, path):
+    if os.path.exists(path):
+        old = f"{path}.old-{os.getpid()}"
+        os.replace(path, old)
+        os.replace(tmp, path)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, path)
