@@ -1,0 +1,158 @@
+"""Image-folder conversion: formats, grayscale, resize, ignored files, bad images, atomicity,
+and the convert command."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+from test_data_helpers import noise_image, smooth_image
+
+from keras_arcface.cli import main as cli_main
+from keras_arcface.data import DataError, convert_image_folder, make_dataset, read_manifest
+
+
+def _collect(data_dir):
+    images, labels = [], []
+    for x, y in make_dataset(data_dir, 4, training=False):
+        images.append(x.numpy())
+        labels.append(y.numpy())
+    return np.concatenate(images).astype(np.uint8), np.concatenate(labels)
+
+
+def _folder(root, files):
+    for relative, array, fmt in files:
+        path = root / relative
+        os.makedirs(path.parent, exist_ok=True)
+        Image.fromarray(array).save(path, format=fmt)
+
+
+def test_formats_and_grayscale_are_stored_as_rgb(tmp_path):
+    gray = noise_image(5, channels=1)
+    files = [
+        ("alice/a.bmp", noise_image(1), "BMP"),
+        ("alice/b.pgm", gray, "PPM"),  # PIL writes 8-bit grayscale as PGM
+        ("bob/c.png", noise_image(2), "PNG"),
+        ("bob/d.jpg", smooth_image(3), "JPEG"),
+    ]
+    _folder(tmp_path / "src", files)
+    (tmp_path / "src" / "bob" / "notes.txt").write_text("not an image")
+    manifest = convert_image_folder(tmp_path / "src", tmp_path / "out", progress=False)
+    assert manifest["num_images"] == 4 and manifest["num_classes"] == 2
+    assert manifest["source"]["ignored_files"] == 1
+    images, labels = _collect(tmp_path / "out")
+    lossless = {
+        noise_image(1).tobytes(): 0,
+        np.dstack([gray] * 3).tobytes(): 0,
+        noise_image(2).tobytes(): 1,
+    }
+    found = {
+        image.tobytes(): label
+        for image, label in zip(images, labels)
+        if image.tobytes() in lossless
+    }
+    assert found == lossless  # BMP, PGM (as R=G=B) and PNG pixels exact, labels right
+    assert sorted(labels.tolist()) == [0, 0, 1, 1]
+
+
+def test_wrong_size_is_bad_data_unless_resized(tmp_path):
+    _folder(
+        tmp_path / "src",
+        [("a/0.png", noise_image(0), "PNG"), ("a/1.png", noise_image(1, size=150), "PNG")],
+    )
+    with pytest.raises(DataError, match="unexpected image size.*150x150"):
+        convert_image_folder(tmp_path / "src", tmp_path / "out", progress=False)
+    assert not (tmp_path / "out").exists()
+    manifest = convert_image_folder(
+        tmp_path / "src", tmp_path / "out", progress=False, on_error="skip"
+    )
+    assert manifest["num_images"] == 1
+    assert manifest["skipped"]["by_reason"] == {"unexpected image size": 1}
+    manifest = convert_image_folder(
+        tmp_path / "src", tmp_path / "resized", progress=False, resize=True
+    )
+    assert manifest["num_images"] == 2
+    images, _ = _collect(tmp_path / "resized")
+    assert images.shape == (2, 112, 112, 3)
+
+
+def test_corrupt_jpeg_raises_or_is_skipped(tmp_path):
+    _folder(
+        tmp_path / "src",
+        [("a/0.jpg", smooth_image(0), "JPEG"), ("b/0.jpg", smooth_image(1), "JPEG")],
+    )
+    good = (tmp_path / "src" / "b" / "0.jpg").read_bytes()
+    (tmp_path / "src" / "b" / "1.jpg").write_bytes(good[: len(good) // 3])  # truncated
+    (tmp_path / "src" / "b" / "2.jpg").write_bytes(b"\xff\xd8\xff garbage")
+    with pytest.raises(DataError, match="corrupt image"):
+        convert_image_folder(tmp_path / "src", tmp_path / "out", progress=False)
+    manifest = convert_image_folder(
+        tmp_path / "src", tmp_path / "out", progress=False, on_error="skip"
+    )
+    assert manifest["num_images"] == 2
+    assert manifest["skipped"] == {
+        "total": 2,
+        "by_reason": {"corrupt image": 2},
+        "examples": {"corrupt image": [str(tmp_path / "src" / "b" / f"{k}.jpg") for k in (1, 2)]},
+    }
+
+
+def test_output_is_atomic_and_never_clobbers(tmp_path):
+    _folder(tmp_path / "src", [("a/0.png", noise_image(0), "PNG")])
+    (tmp_path / "src" / "a" / "1.png").write_bytes(b"broken")
+    out = tmp_path / "out"
+    with pytest.raises(DataError):
+        convert_image_folder(tmp_path / "src", out, progress=False)
+    assert os.listdir(tmp_path) == ["src"]  # no half-written folder, no staging left over
+    convert_image_folder(tmp_path / "src", out, progress=False, on_error="skip")
+    with pytest.raises(FileExistsError, match="overwrite"):
+        convert_image_folder(tmp_path / "src", out, progress=False, on_error="skip")
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "keep.txt").write_text("precious")
+    with pytest.raises(FileExistsError, match="not part of a TFRecord dataset"):
+        convert_image_folder(
+            tmp_path / "src", tmp_path / "other", progress=False, on_error="skip", overwrite=True
+        )
+    manifest = convert_image_folder(
+        tmp_path / "src", out, progress=False, on_error="skip", overwrite=True
+    )
+    assert read_manifest(out)["created"] == manifest["created"]
+
+
+def test_convert_command(tmp_path, capsys):
+    _folder(
+        tmp_path / "src",
+        [("a/0.png", noise_image(0), "PNG"), ("b/0.png", noise_image(1, size=64), "PNG")],
+    )
+    code = cli_main(
+        ["convert", "images", str(tmp_path / "src"), str(tmp_path / "out"), "--resize", "--quiet"]
+    )
+    assert code == 0
+    assert "wrote 2 images of 2 identities" in capsys.readouterr().out
+    code = cli_main(["convert", "check", str(tmp_path / "out")])
+    assert code == 0
+    assert json.loads(capsys.readouterr().out)["ok"] is True
+
+
+def test_convert_bin_command_from_folder(tmp_path, capsys):
+    for person in range(2):
+        _folder(
+            tmp_path / "faces",
+            [(f"p{person}/{k}.png", noise_image(10 * person + k), "PNG") for k in range(3)],
+        )
+    code = cli_main(
+        [
+            "convert",
+            "bin",
+            str(tmp_path / "v.bin"),
+            "--folder",
+            str(tmp_path / "faces"),
+            "--num-pairs",
+            "6",
+        ]
+    )
+    assert code == 0 and "wrote" in capsys.readouterr().out
+    from keras_arcface.data import load_bin
+
+    assert load_bin(tmp_path / "v.bin").issame.sum() == 3
