@@ -2,6 +2,7 @@
 
 Public API:
     get_backbone(name, ...)       embedding model of a preset ("r50", "mbf", "small" ...)
+    FaceRecognitionModel, build_face_model  backbone + margin classifier (.embedding_model)
     PRESETS, list_presets()       the presets, as plain dicts
     iresnet(...), mobilefacenet(...)  builders taking the structure directly
     embedding_head_e, embedding_head_gdc  the two embedding heads
@@ -9,6 +10,7 @@ Public API:
     load_insightface_weights(model, state_dict_or_path, arch)  InsightFace PyTorch import
 """
 
+from keras_arcface.models.face_recognition_model import FaceRecognitionModel, build_face_model
 from keras_arcface.models.factory import get_backbone
 from keras_arcface.models.flops import count_params_and_macs
 from keras_arcface.models.heads import embedding_head, embedding_head_e, embedding_head_gdc
@@ -18,8 +20,10 @@ from keras_arcface.models.mobilefacenet import mobilefacenet
 from keras_arcface.models.presets import PRESETS, list_presets
 
 __all__ = [
+    "FaceRecognitionModel",
     "IRESNET_DEPTHS",
     "PRESETS",
+    "build_face_model",
     "count_params_and_macs",
     "embedding_head",
     "embedding_head_e",
