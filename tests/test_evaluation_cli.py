@@ -162,3 +162,42 @@ def test_eval_cli_errors_are_reported_not_raised(workspace, capsys):
     assert "Received: bin='missing.bin'" in capsys.readouterr().err
     assert cli_main(["eval", "nope.keras", "--bin", workspace["bin"]]) == 2
     assert "MODEL not found" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_eval_cli_gives_the_same_numbers_for_every_format(workspace):
+    from keras_arcface.export import export_model
+
+    export_dir = workspace["root"] / "export"
+    export_model(
+        workspace["model"],
+        str(export_dir),
+        quantize=(),
+        sample_images=workspace["pair_images"][:8],
+        gate=False,
+        progress=False,
+        verbose=False,
+    )
+    models = [
+        workspace["model"],
+        str(export_dir / "saved_model"),
+        str(export_dir / "model_float32.tflite"),
+        str(export_dir / "model.onnx"),
+    ]
+    out = workspace["root"] / "formats"
+    status = cli_main(
+        ["eval", *models, "--bin", workspace["bin"], "--json", str(out / "eval.json")]
+        + ["--plot-dir", str(out), "--no-progress"]
+    )
+    assert status == 0
+    report = json.loads((out / "eval.json").read_text())
+    formats = [m["format"] for m in report["models"]]
+    assert formats == ["keras", "saved_model", "tflite", "onnx"]
+    reference, *others = report["verification"]
+    for entry in others:
+        assert entry["fold_accuracies"] == reference["fold_accuracies"], entry["model"]
+        assert entry["auc"] == pytest.approx(reference["auc"], abs=1e-3), entry["model"]
+        assert entry["eer"] == pytest.approx(reference["eer"], abs=1e-3), entry["model"]
+        assert entry["mean_norm"] is None  # exported graphs return normalised embeddings
+    assert reference["mean_norm"] > 0
+    assert (out / "roc_pairs.png").stat().st_size > 5000
