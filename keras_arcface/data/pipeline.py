@@ -184,47 +184,47 @@ def _plan_sharding(files, input_context):
 
 
 def _random_params(tf, seed, augment, image_size):
-    """Per-element random augmentation parameters, a float32 vector of _NUM_PARAMS."""
-    seeds = tf.random.experimental.stateless_split(seed, num=8)
+    """Per-element random augmentation parameters, a float32 vector of _NUM_PARAMS.
 
-    def uniform(index, low=0.0, high=1.0):
-        return tf.random.stateless_uniform([], seeds[index], low, high)
-
+    One stateless draw of 13 uniforms feeds every enabled augmentation (cheap per element).
+    """
+    identity_box = [tf.constant(v) for v in (0.0, 0.0, 1.0, 1.0)]
+    if augment.is_identity:
+        return tf.stack([tf.constant(0.0)] * _CROP + identity_box)
+    u = tf.unstack(tf.random.stateless_uniform([_NUM_PARAMS], seed))
     values = [tf.constant(0.0)] * _NUM_PARAMS
     if augment.horizontal_flip:
-        values[_FLIP] = tf.cast(uniform(0) < 0.5, tf.float32)
-    values[_BRIGHT] = uniform(1, -augment.brightness, augment.brightness) * 255.0
-    values[_CONTRAST] = uniform(2, 1.0 - augment.contrast, 1.0 + augment.contrast)
-    values[_SAT] = uniform(3, 1.0 - augment.saturation, 1.0 + augment.saturation)
+        values[_FLIP] = tf.cast(u[_FLIP] < 0.5, tf.float32)
+    values[_BRIGHT] = (2.0 * u[_BRIGHT] - 1.0) * (augment.brightness * 255.0)
+    values[_CONTRAST] = 1.0 + (2.0 * u[_CONTRAST] - 1.0) * augment.contrast
+    values[_SAT] = 1.0 + (2.0 * u[_SAT] - 1.0) * augment.saturation
     if augment.erasing_probability > 0:
-        box = _random_box(tf, seeds[5], augment.erasing_area, augment.erasing_aspect, image_size)
-        values[_ERASE] = tf.cast(uniform(4) < augment.erasing_probability, tf.float32)
-        values[_ERASE + 1 : _ERASE + 5] = tf.unstack(box)
-    if augment.crop_resize:
-        values[_CROP : _CROP + 4] = tf.unstack(
-            _random_box(tf, seeds[6], augment.crop_area, augment.crop_aspect, image_size)
+        values[_ERASE] = tf.cast(u[_ERASE] < augment.erasing_probability, tf.float32)
+        values[_ERASE + 1 : _ERASE + 5] = _random_box(
+            tf, u[_ERASE + 1 : _ERASE + 5], augment.erasing_area, augment.erasing_aspect, image_size
         )
-    else:
-        values[_CROP : _CROP + 4] = [tf.constant(v) for v in (0.0, 0.0, 1.0, 1.0)]
+    values[_CROP : _CROP + 4] = (
+        _random_box(tf, u[_CROP : _CROP + 4], augment.crop_area, augment.crop_aspect, image_size)
+        if augment.crop_resize
+        else identity_box
+    )
     return tf.stack(values)
 
 
-def _random_box(tf, seed, area_range, aspect_range, image_size):
-    """A random normalised box [y1, x1, y2, x2] of given area and aspect, inside [0, 1]."""
+def _random_box(tf, uniforms, area_range, aspect_range, image_size):
+    """A random normalised box [y1, x1, y2, x2] of given area and aspect inside [0, 1],
+    from four uniforms in [0, 1)."""
     import math
 
-    seeds = tf.random.experimental.stateless_split(seed, num=4)
     height, width = image_size
-    area = tf.random.stateless_uniform([], seeds[0], *area_range)
-    log_aspect = tf.random.stateless_uniform(
-        [], seeds[1], math.log(aspect_range[0]), math.log(aspect_range[1])
-    )
-    aspect = tf.exp(log_aspect) * (height / width)  # in normalised units
+    area = area_range[0] + uniforms[0] * (area_range[1] - area_range[0])
+    low, high = math.log(aspect_range[0]), math.log(aspect_range[1])
+    aspect = tf.exp(low + uniforms[1] * (high - low)) * (height / width)  # normalised units
     box_h = tf.minimum(tf.sqrt(area / aspect), 1.0)
     box_w = tf.minimum(tf.sqrt(area * aspect), 1.0)
-    y1 = tf.random.stateless_uniform([], seeds[2], 0.0, 1.0) * (1.0 - box_h)
-    x1 = tf.random.stateless_uniform([], seeds[3], 0.0, 1.0) * (1.0 - box_w)
-    return tf.stack([y1, x1, y1 + box_h, x1 + box_w])
+    y1 = uniforms[2] * (1.0 - box_h)
+    x1 = uniforms[3] * (1.0 - box_w)
+    return [y1, x1, y1 + box_h, x1 + box_w]
 
 
 def _make_decoder(tf, *, num_classes, image_size, on_error, augment, base_seed):
@@ -277,10 +277,14 @@ def _make_decoder(tf, *, num_classes, image_size, on_error, augment, base_seed):
                 lambda: tf.reshape(image, [height, width, 3]),
                 lambda: tf.zeros([height, width, 3], tf.uint8),
             )
-        seed = tf.random.experimental.stateless_fold_in(
-            tf.random.experimental.stateless_fold_in(tf.constant([base_seed, 0], tf.int64), epoch),
-            index,
-        )
+        seed = None
+        if not augment.is_identity:
+            seed = tf.random.experimental.stateless_fold_in(
+                tf.random.experimental.stateless_fold_in(
+                    tf.constant([base_seed, 0], tf.int64), epoch
+                ),
+                index,
+            )
         params = _random_params(tf, seed, augment, image_size)
         return image, tf.cast(label, tf.int32), params, ok
 

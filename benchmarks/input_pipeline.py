@@ -1,0 +1,149 @@
+"""Throughput of the training input pipeline against a bare JPEG decode loop.
+
+Builds a TFRecord dataset of 112x112 JPEG images (synthetic faces from the package's
+generator by default), then times, alternating in the same process:
+
+* ``bare decode``: ``TFRecordDataset -> parse -> tf.io.decode_jpeg`` with parallel calls,
+  ``deterministic=False`` and batching: the cost floor of reading JPEG records;
+* ``bare decode (serial)``: the same with one decode at a time;
+* ``make_dataset``: the package's training pipeline (file shuffle + interleave, shuffle
+  buffer, parse, decode, checks, random flip, float32 cast, batch, prefetch), with
+  ``deterministic=False``.
+
+Each measurement reads ``--batches`` batches after ``--warmup`` batches, ``--repeats`` times;
+the table shows the median img/s. Targets: >= 3000 img/s and >= 0.8 x bare decode.
+Writes ``benchmarks/results/input_pipeline.json``.
+
+Usage:
+    python benchmarks/input_pipeline.py
+    python benchmarks/input_pipeline.py --images 8192 --batch-size 256 --repeats 5
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from keras_arcface.data import make_dataset, read_manifest  # noqa: E402
+from keras_arcface.data.schema import KEY_ENCODED, feature_spec, shard_paths  # noqa: E402
+
+
+def build_dataset(out, num_images, identities):
+    from keras_arcface.data import generate_synthetic
+
+    generate_synthetic(
+        out,
+        num_identities=identities,
+        images_per_identity=max(1, num_images // identities),
+        heldout_identities=2,
+        heldout_images_per_identity=2,
+        num_pairs=2,
+        progress=False,
+        overwrite=True,
+    )
+    return os.path.join(out, "train")
+
+
+def bare_decode(data_dir, batch_size, parallel):
+    spec = {KEY_ENCODED: feature_spec()[KEY_ENCODED]}
+    calls = tf.data.AUTOTUNE if parallel else None
+
+    def decode(record):
+        encoded = tf.io.parse_single_example(record, spec)[KEY_ENCODED]
+        return tf.io.decode_jpeg(encoded, channels=3)
+
+    files = shard_paths(data_dir)
+    dataset = tf.data.TFRecordDataset(files, num_parallel_reads=len(files) if parallel else None)
+    dataset = dataset.repeat().map(decode, num_parallel_calls=calls, deterministic=False)
+    return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def rate(dataset, batch_size, warmup, batches):
+    iterator = iter(dataset)
+    for _ in range(warmup):
+        next(iterator)
+    start = time.perf_counter()
+    for _ in range(batches):
+        batch = next(iterator)
+    _ = batch[0].shape if isinstance(batch, tuple) else batch.shape
+    return batches * batch_size / (time.perf_counter() - start)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default=None, help="an existing JPEG TFRecord dataset folder")
+    parser.add_argument("--images", type=int, default=4096)
+    parser.add_argument("--identities", type=int, default=128)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--warmup", type=int, default=10)
+    parser.add_argument("--batches", type=int, default=60)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args(argv)
+    data_dir = args.data or build_dataset(
+        tempfile.mkdtemp(prefix="input_pipeline_"), args.images, args.identities
+    )
+    manifest = read_manifest(data_dir)
+    pipelines = {
+        "bare decode (serial)": lambda: bare_decode(data_dir, args.batch_size, False),
+        "bare decode": lambda: bare_decode(data_dir, args.batch_size, True),
+        "make_dataset (training)": lambda: make_dataset(
+            data_dir, args.batch_size, seed=0, deterministic=False
+        ),
+    }
+    rates = {name: [] for name in pipelines}
+    for _ in range(args.repeats):
+        for name, build in pipelines.items():
+            rates[name].append(rate(build(), args.batch_size, args.warmup, args.batches))
+    medians = {name: statistics.median(values) for name, values in rates.items()}
+    bare = medians["bare decode"]
+    print(
+        f"\n{manifest['num_images']} images of 112x112 JPEG, batch {args.batch_size}, "
+        f"{os.cpu_count()} CPUs\n"
+    )
+    print("| pipeline | img/s (median) | runs | x bare decode |\n|---|---|---|---|")
+    for name, value in medians.items():
+        runs = ", ".join(f"{v:.0f}" for v in rates[name])
+        print(f"| {name} | {value:.0f} | {runs} | {value / bare:.2f} |")
+    result = {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "machine": {
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "python": sys.version.split()[0],
+            "tensorflow": tf.__version__,
+            "load_average": list(os.getloadavg()),
+        },
+        "command": " ".join(["python", "benchmarks/input_pipeline.py", *(argv or sys.argv[1:])]),
+        "num_images": manifest["num_images"],
+        "mean_jpeg_bytes": float(
+            np.mean([os.path.getsize(p) for p in shard_paths(data_dir)])
+            / max(1, manifest["num_images"])
+            * len(manifest["shards"])
+        ),
+        "batch_size": args.batch_size,
+        "img_per_s": medians,
+        "runs": rates,
+        "ratio_to_bare_decode": medians["make_dataset (training)"] / bare,
+        "targets": {"img_per_s": 3000, "ratio_to_bare_decode": 0.8},
+    }
+    path = os.path.join(
+        os.path.dirname(os.path.abspath(__file__)), "results", "input_pipeline.json"
+    )
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as handle:
+        json.dump(result, handle, indent=2)
+    print(f"\nwrote {path}")
+
+
+if __name__ == "__main__":
+    main()
