@@ -4,7 +4,6 @@ import math
 
 import pytest
 import yaml
-
 from keras_arcface.training import config as C
 
 

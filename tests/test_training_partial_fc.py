@@ -5,11 +5,11 @@ import math
 import numpy as np
 import pytest
 import tensorflow as tf
-
-from keras_arcface import layers, losses
 from keras_arcface.training.optimizers import CenterOptimizer
 from keras_arcface.training.partial_fc import PartialFC
 from keras_arcface.training.schedules import WarmupDecay
+
+from keras_arcface import layers, losses
 
 SCALE = 16.0
 COSFACE_MARGIN = 0.35
