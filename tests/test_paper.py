@@ -171,17 +171,6 @@ def test_train_config_validation():
 # ----------------------------------------------------------------------------- loss table pieces
 
 
-def test_verification_pairs_are_balanced_and_correct():
-    labels = np.repeat(np.arange(6), 4)
-    pair_index, issame = loss_table.verification_pairs(labels, 40, seed=0)
-    assert len(pair_index) == 40 and issame.sum() == 20
-    same = labels[pair_index[:, 0]] == labels[pair_index[:, 1]]
-    np.testing.assert_array_equal(same, issame)
-    assert np.all(pair_index[:, 0] != pair_index[:, 1])
-    # Shuffled: the first half is not all genuine.
-    assert 0 < issame[:20].sum() < 20
-
-
 def test_every_paper_row_is_present():
     labels = [row.label for row in loss_table.ROWS]
     assert len(labels) == len(set(labels)) == 15

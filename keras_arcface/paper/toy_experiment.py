@@ -52,7 +52,7 @@ class ToyConfig:
             raise ValueError(f"quantile must be in [0, 0.5). Received: quantile={self.quantile!r}")
 
 
-REDUCED_TOY = ToyConfig(images_per_identity=120, steps=60)
+REDUCED_TOY = ToyConfig(images_per_identity=60, steps=30)
 
 
 def _wrap(angle):
