@@ -397,6 +397,9 @@ def make_dataset(
     """
     import tensorflow as tf
 
+    # The dataset functions hold no tensor-dependent Python control flow: skip AutoGraph.
+    plain = tf.autograph.experimental.do_not_convert
+
     check_on_error(on_error)
     image_size = tuple(int(v) for v in image_size)
     _validate_arguments(batch_size, shuffle_buffer, image_size, start_epoch, skip_examples)
@@ -437,7 +440,7 @@ def make_dataset(
                 paths, seed=tf.stack([epoch_seed, tf.constant(17, tf.int64)])
             )
         records = tf.data.Dataset.from_tensor_slices(paths).interleave(
-            read_file,
+            plain(read_file),
             cycle_length=cycle,
             block_length=1,
             num_parallel_calls=AUTOTUNE,
@@ -447,10 +450,10 @@ def make_dataset(
             records = records.shard(*element_shard)
         if training and shuffle_buffer > 1:
             records = records.shuffle(shuffle_buffer, seed=epoch_seed)
-        return records.enumerate().map(lambda index, record: (epoch, index, record))
+        return records.enumerate().map(plain(lambda index, record: (epoch, index, record)))
 
     epochs = tf.data.Dataset.range(int(start_epoch), 2**62 if repeat else int(start_epoch) + 1)
-    dataset = epochs.flat_map(one_epoch)
+    dataset = epochs.flat_map(plain(one_epoch))
     if skip_examples:
         dataset = dataset.skip(int(skip_examples))
     if error_counter is not None:
@@ -459,7 +462,7 @@ def make_dataset(
             with tf.control_dependencies([error_counter._read.assign_add(1)]):
                 return epoch, tf.identity(index), record
 
-        dataset = dataset.map(count_read)
+        dataset = dataset.map(plain(count_read))
     decode = _make_decoder(
         tf,
         num_classes=int(manifest["num_classes"]),
@@ -468,20 +471,20 @@ def make_dataset(
         augment=augment,
         base_seed=seed,
     )
-    dataset = dataset.map(decode, num_parallel_calls=num_parallel_calls)
+    dataset = dataset.map(plain(decode), num_parallel_calls=num_parallel_calls)
     if on_error == "skip":
         dataset = dataset.ignore_errors(log_warning=True)
-        dataset = dataset.filter(lambda image, label, params, ok: ok)
+        dataset = dataset.filter(plain(lambda image, label, params, ok: ok))
     if error_counter is not None:
 
         def count_kept(image, label, params, ok):
             with tf.control_dependencies([error_counter._kept.assign_add(1)]):
                 return tf.identity(image), label, params, ok
 
-        dataset = dataset.map(count_kept)
+        dataset = dataset.map(plain(count_kept))
     dataset = dataset.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=AUTOTUNE)
     dataset = dataset.map(
-        _make_batch_augmenter(tf, augment, image_size), num_parallel_calls=AUTOTUNE
+        plain(_make_batch_augmenter(tf, augment, image_size)), num_parallel_calls=AUTOTUNE
     )
     dataset = dataset.prefetch(AUTOTUNE)
     options = tf.data.Options()
