@@ -525,29 +525,32 @@ def _draw_occluder(canvas, t, cx, n, rng):
 
 
 def _background(rng, size, knobs):
-    from PIL import Image, ImageDraw, ImageFilter
+    """A random background: a colour ramp plus shapes, drawn at low resolution and
+    upsampled (cheap, and as soft as an out-of-focus scene)."""
+    from PIL import Image, ImageDraw
 
+    small = max(8, size // int(rng.choice([2, 4, 4])))
     c0 = rng.uniform(0, 255, 3).astype(np.float32)
     c1 = rng.uniform(0, 255, 3).astype(np.float32)
     grey = np.float32(128.0)
     c0 = grey + (c0 - grey) * knobs.background
     c1 = grey + (c1 - grey) * knobs.background
     angle = rng.uniform(0, 2 * np.pi)
-    ramp = np.linspace(-1, 1, size, dtype=np.float32)
+    ramp = np.linspace(-1, 1, small, dtype=np.float32)
     t = np.float32(np.cos(angle)) * ramp[None, :] + np.float32(np.sin(angle)) * ramp[:, None]
     t = (t - t.min()) / max(float(t.max() - t.min()), 1e-6)
     array = c0[None, None] * (1 - t[..., None]) + c1[None, None] * t[..., None]
     image = Image.fromarray(array.astype(np.uint8), "RGB")
     draw = ImageDraw.Draw(image)
     for _ in range(int(rng.integers(0, 7) * knobs.background)):
-        x0, y0 = rng.uniform(-0.2, 1.0, 2) * size
-        w, h = rng.uniform(0.1, 0.6, 2) * size
+        x0, y0 = rng.uniform(-0.2, 1.0, 2) * small
+        w, h = rng.uniform(0.1, 0.6, 2) * small
         colour = tuple(int(c) for c in rng.uniform(0, 255, 3))
         if rng.uniform() < 0.5:
             draw.ellipse([x0, y0, x0 + w, y0 + h], fill=colour)
         else:
             draw.rectangle([x0, y0, x0 + w, y0 + h], fill=colour)
-    return image.filter(ImageFilter.GaussianBlur(rng.uniform(0.5, 3.0)))
+    return image.resize((size, size), Image.BILINEAR)
 
 
 @functools.lru_cache(maxsize=8)
@@ -557,21 +560,25 @@ def _pixel_grid(size):
 
 
 def _lighting(n, size, transform):
-    """Shading map: a Lambertian head (ellipsoid) under a directional light, 1 elsewhere."""
-    u, v = _pixel_grid(size)
+    """Shading map: a Lambertian head (ellipsoid) under a directional light, and a gentle
+    ramp elsewhere. Smooth, so it is computed on a quarter-size grid and upsampled."""
+    from PIL import Image
+
+    small = max(8, size // 4)
+    u, v = _pixel_grid(small)
     a, b, c, d, e, f = transform
-    fu = a * u + b * v + c
-    fv = d * u + e * v + f
-    nx, ny = fu / 0.55, (fv - 0.05) / 0.7
-    nz = np.sqrt(np.clip(1 - nx**2 - ny**2, 0, 1))
-    inside = np.clip((1 - np.sqrt(nx**2 + ny**2)) * 6, 0, 1)
+    nx = (a * u + b * v + c) / 0.55
+    ny = (d * u + e * v + f - 0.05) / 0.7
+    radius2 = nx * nx + ny * ny
+    nz = np.sqrt(np.maximum(1 - radius2, 0))
+    inside = np.clip((1 - np.sqrt(radius2)) * 6, 0, 1)
     lx, ly = math.cos(n["light_angle"]), math.sin(n["light_angle"])
-    lz = 0.6
-    norm = math.sqrt(lx * lx + ly * ly + lz * lz)
-    lambert = np.clip((lx * nx + ly * ny + lz * nz) / norm, 0, 1)
+    norm = math.sqrt(lx * lx + ly * ly + 0.36)
+    lambert = np.clip((lx * nx + ly * ny + 0.6 * nz) / norm, 0, 1)
     face = 1 + n["light_strength"] * (2 * lambert - 1.2)
     scene = 1 + 0.25 * n["light_strength"] * (lx * u + ly * v)
-    return (inside * face + (1 - inside) * scene).astype(np.float32)
+    shading = (inside * face + (1 - inside) * scene).astype(np.float32)
+    return np.asarray(Image.fromarray(shading, "F").resize((size, size), Image.BILINEAR))
 
 
 def render_sample(traits, rng, image_size, knobs):
@@ -621,7 +628,7 @@ def render_sample(traits, rng, image_size, knobs):
     # Gamma through a lookup table (PIL's point) rather than a float power.
     curve = [int(round(255.0 * (i / 255.0) ** n["gamma"])) for i in range(256)]
     result = result.point(curve * 3)
-    if n["blur"] > 0.15:
+    if n["blur"] > 0.3:
         result = result.filter(ImageFilter.GaussianBlur(n["blur"]))
     array = np.asarray(result, dtype=np.float32)
     if n["noise"] > 0:
