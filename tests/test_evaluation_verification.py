@@ -64,13 +64,16 @@ def oracle_slinear(x, y, target):
     return float(BSpline.construct_fast(np.r_[x[0], x, x[-1]], y, 1)(target))
 
 
-def oracle_protocol(emb1, emb2, issame, nfolds=10, far_target=1e-3):
+def oracle_protocol(emb1, emb2, issame, nfolds=10, far_targets=(1e-3,)):
+    """Accuracy per fold, and for every FAR target the reference's TAR, its std and FAR."""
     dist = oracle_distances(emb1, emb2)
     issame = np.asarray(issame, bool)
     thresholds = np.arange(0, 4, 0.01)
     fine = np.arange(0, 4, 0.001)
     folds = oracle_folds(len(dist), nfolds)
-    accuracies, best_thresholds, vals, fars = [], [], [], []
+    accuracies, best_thresholds = [], []
+    vals = {t: [] for t in far_targets}
+    fars = {t: [] for t in far_targets}
     for test in folds:
         train = np.setdiff1d(np.arange(len(dist)), test)
         acc_train = np.zeros(len(thresholds))
@@ -79,25 +82,27 @@ def oracle_protocol(emb1, emb2, issame, nfolds=10, far_target=1e-3):
         best = int(np.argmax(acc_train))
         best_thresholds.append(thresholds[best])
         accuracies.append(oracle_accuracy(thresholds[best], dist[test], issame[test]))
-
+        if not far_targets:
+            continue
         far_train = np.zeros(len(fine))
         for i, threshold in enumerate(fine):
             _, far_train[i] = oracle_val_far(threshold, dist[train], issame[train])
-        if np.max(far_train) >= far_target:
-            threshold = oracle_slinear(far_train, fine, far_target)
-        else:
-            threshold = 0.0
-        val, far = oracle_val_far(threshold, dist[test], issame[test])
-        vals.append(val)
-        fars.append(far)
+        for target in far_targets:
+            if np.max(far_train) >= target:
+                threshold = oracle_slinear(far_train, fine, target)
+            else:
+                threshold = 0.0
+            val, far = oracle_val_far(threshold, dist[test], issame[test])
+            vals[target].append(val)
+            fars[target].append(far)
     return {
         "fold_accuracies": accuracies,
         "fold_thresholds": best_thresholds,
         "accuracy": np.mean(accuracies),
         "accuracy_std": np.std(accuracies),
-        "tar": np.mean(vals),
-        "tar_std": np.std(vals),
-        "far": np.mean(fars),
+        "tar": {t: np.mean(v) for t, v in vals.items()},
+        "tar_std": {t: np.std(v) for t, v in vals.items()},
+        "far": {t: np.mean(v) for t, v in fars.items()},
     }
 
 
@@ -128,7 +133,7 @@ def tar_entry(result, target):
 )
 def test_protocol_matches_oracle(num_pairs, nfolds, seed):
     emb1, emb2, issame = structured_pairs(num_pairs, seed=seed)
-    expected = oracle_protocol(emb1, emb2, issame, nfolds=nfolds, far_target=1e-2)
+    expected = oracle_protocol(emb1, emb2, issame, nfolds=nfolds, far_targets=(1e-2,))
     result = verification_metrics(emb1, emb2, issame, nfolds=nfolds, far_targets=(1e-2, 1e-1))
 
     assert result["fold_accuracies"] == expected["fold_accuracies"]
@@ -139,22 +144,22 @@ def test_protocol_matches_oracle(num_pairs, nfolds, seed):
     assert 0.6 < result["accuracy"] < 0.99, "the structure must leave errors to find"
     entry = tar_entry(result, 1e-2)
     assert entry["note"] is None
-    assert entry["tar"] == pytest.approx(expected["tar"], abs=1e-9)
-    assert entry["tar_std"] == pytest.approx(expected["tar_std"], abs=1e-9)
-    assert entry["far"] == pytest.approx(expected["far"], abs=1e-9)
+    assert entry["tar"] == pytest.approx(expected["tar"][1e-2], abs=1e-9)
+    assert entry["tar_std"] == pytest.approx(expected["tar_std"][1e-2], abs=1e-9)
+    assert entry["far"] == pytest.approx(expected["far"][1e-2], abs=1e-9)
     assert result["num_pairs"] == num_pairs
     assert result["num_genuine"] == int(issame.sum())
     assert result["nfolds"] == nfolds
 
 
 def test_tar_at_far_matches_oracle_at_several_targets():
-    emb1, emb2, issame = structured_pairs(3000, seed=5, noise=1.1)
+    emb1, emb2, issame = structured_pairs(2500, seed=5, noise=1.1)
     result = verification_metrics(emb1, emb2, issame, far_targets=(1e-1, 1e-2, 1e-3))
+    expected = oracle_protocol(emb1, emb2, issame, far_targets=(1e-1, 1e-2, 1e-3))
     for target in (1e-1, 1e-2, 1e-3):
-        expected = oracle_protocol(emb1, emb2, issame, far_target=target)
         entry = tar_entry(result, target)
-        assert entry["tar"] == pytest.approx(expected["tar"], abs=1e-9), target
-        assert entry["far"] == pytest.approx(expected["far"], abs=1e-9), target
+        assert entry["tar"] == pytest.approx(expected["tar"][target], abs=1e-9), target
+        assert entry["far"] == pytest.approx(expected["far"][target], abs=1e-9), target
     tars = [tar_entry(result, t)["tar"] for t in (1e-1, 1e-2, 1e-3)]
     assert tars[0] > tars[1] > tars[2], "TAR must fall as the FAR target tightens"
 
@@ -199,8 +204,8 @@ def test_far_never_reached_on_the_grid_falls_back_as_the_reference():
     other = np.where(issame[:, None], base, -base)
     result = verification_metrics(base, other, issame)
     entry = tar_entry(result, 1e-1)
-    expected = oracle_protocol(base, other, issame, far_target=1e-1)
-    assert entry["tar"] == expected["tar"] == 0.0
+    expected = oracle_protocol(base, other, issame, far_targets=(1e-1,))
+    assert entry["tar"] == expected["tar"][1e-1] == 0.0
     assert entry["threshold"] == 0.0
     assert "never reached" in entry["note"]
     assert result["accuracy"] == 1.0
@@ -241,7 +246,7 @@ def test_ties_take_the_first_maximum_as_the_reference():
     assert result["fold_thresholds"] == expected_thresholds
     assert result["fold_accuracies"] == [1.0] * 3 + [0.9] + [1.0] * 6
     assert result["accuracy"] == pytest.approx(0.99, abs=1e-15)
-    expected = oracle_protocol(emb1, emb2, issame)
+    expected = oracle_protocol(emb1, emb2, issame, far_targets=())
     assert result["fold_accuracies"] == expected["fold_accuracies"]
 
 
@@ -416,3 +421,43 @@ def test_evaluate_verification_rejects_bad_inputs():
         evaluate_verification(
             lambda x: np.full((len(x), 4), np.nan), images, issame, progress=False
         )
+
+
+def test_a_distance_equal_to_a_threshold_is_rejected():
+    # Orthogonal unit vectors are exactly 2.0 apart, which is exactly the grid's 201st value:
+    # the reference accepts only distance < threshold, so the first threshold accepting the
+    # genuine pairs is 2.01, not 2.0.
+    grid = np.arange(0, 4, 0.01)
+    assert grid[200] == 2.0
+    issame = np.arange(40) % 2 == 0
+    emb1 = np.tile([1.0, 0.0], (40, 1))
+    emb2 = np.where(issame[:, None], [0.0, 1.0], [-1.0, 0.0])  # genuine 2.0, impostor 4.0
+    assert pair_distances(emb1, emb2).tolist() == [2.0, 4.0] * 20
+    result = verification_metrics(emb1, emb2, issame, far_targets=())
+    assert result["fold_thresholds"] == [grid[201]] * 10
+    assert result["accuracy"] == 1.0
+    expected = oracle_protocol(emb1, emb2, issame, far_targets=())
+    assert result["fold_thresholds"] == expected["fold_thresholds"]
+
+
+def test_tar_when_the_far_target_is_hit_exactly():
+    # 100 impostors per fold -> 900 per training set, so FAR 1e-1 = 90/900 and 1e-2 = 9/900
+    # are exact training FAR values: the reference then takes the LAST threshold with that FAR.
+    rng = np.random.default_rng(11)
+    issame = np.arange(2000) % 2 == 0
+    # Impostor distances 0.002 apart (twice the grid step): the training FAR passes through
+    # every k/900, so no count is skipped.
+    distances = rng.uniform(0.0, 1.5, 2000)
+    distances[~issame] = rng.permutation(np.linspace(0.5005, 2.4985, 1000))
+    emb1, emb2 = unit_pairs_at(distances)
+    dist = oracle_distances(emb1, emb2)
+    fine = np.arange(0, 4, 0.001)
+    train = np.arange(200, 2000)
+    fars = [np.sum((dist[train] < t) & ~issame[train]) / 900 for t in fine]
+    assert 0.1 in fars and 0.01 in fars, "the construction must hit the targets exactly"
+    result = verification_metrics(emb1, emb2, issame, far_targets=(1e-1, 1e-2))
+    expected = oracle_protocol(emb1, emb2, issame, far_targets=(1e-1, 1e-2))
+    for target in (1e-1, 1e-2):
+        entry = tar_entry(result, target)
+        assert entry["tar"] == pytest.approx(expected["tar"][target], abs=1e-12)
+        assert entry["far"] == pytest.approx(expected["far"][target], abs=1e-12)

@@ -354,7 +354,7 @@ def _interpolate_threshold(fars, grid, target):
     if fars[-1] < target:
         return 0.0  # the reference's fallback when the target is never reached
     low = int(np.searchsorted(fars, target, side="right")) - 1
-    if fars[low] == target or low == len(fars) - 1:
+    if low == len(fars) - 1:  # the target is the largest FAR: no upper point to blend
         return float(grid[low])
     high = low + 1
     weight = (target - fars[low]) / (fars[high] - fars[low])
