@@ -229,3 +229,16 @@ def test_evaluate_identification_embeds_splits_and_scores():
     )
     assert result["probe_ranks"].tolist() == expected["probe_ranks"].tolist()
     assert result["rank_1"] > 0.5
+
+
+def test_half_precision_inputs_match_float32():
+    rng = np.random.default_rng(2)
+    gallery = (50 * rng.normal(size=(200, 32))).astype(np.float16)  # norms ~280: > float16 max^0.5
+    probes = (gallery[:40].astype(np.float32) + 10 * rng.normal(size=(40, 32))).astype(np.float16)
+    labels = np.arange(200)
+    half = identification_metrics(probes, labels[:40], gallery, labels)
+    full = identification_metrics(
+        probes.astype(np.float32), labels[:40], gallery.astype(np.float32), labels
+    )
+    assert half["probe_ranks"].tolist() == full["probe_ranks"].tolist()
+    assert np.all(np.isfinite(half["top1_scores"]))

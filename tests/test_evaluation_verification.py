@@ -461,3 +461,16 @@ def test_tar_when_the_far_target_is_hit_exactly():
         entry = tar_entry(result, target)
         assert entry["tar"] == pytest.approx(expected["tar"][target], abs=1e-12)
         assert entry["far"] == pytest.approx(expected["far"][target], abs=1e-12)
+
+
+def test_half_precision_embeddings_are_evaluated_in_float64():
+    # A mixed_float16 model returns float16 embeddings; squaring float16 differences loses
+    # digits (and overflows past 256), so the protocol must widen first.
+    emb1, emb2, issame = structured_pairs(600, seed=4)
+    emb1_16, emb2_16 = (100 * emb1).astype(np.float16), (100 * emb2).astype(np.float16)
+    result = verification_metrics(emb1_16, emb2_16, issame)
+    wide = verification_metrics(emb1_16.astype(np.float64), emb2_16.astype(np.float64), issame)
+    assert result["fold_accuracies"] == wide["fold_accuracies"]
+    assert result["distances"].dtype == np.float64
+    expected = oracle_distances(emb1_16, emb2_16)
+    assert result["distances"] == pytest.approx(expected, abs=1e-12)

@@ -29,8 +29,6 @@ from keras_arcface.evaluation.report import (
 )
 from keras_arcface.evaluation.verification import DEFAULT_FAR_TARGETS, evaluate_verification
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".ppm", ".tif", ".tiff")
-
 
 def add_arguments(parser):
     """Adds the ``eval`` options to ``parser``."""
@@ -200,31 +198,25 @@ def _load_sets(paths):
 
 
 def _load_image_folder(root, progress):
-    """Reads ``root/<identity>/<image>`` into uint8 ``[N, H, W, 3]`` plus identity labels."""
+    """Reads ``root/<identity>/<image>`` into uint8 ``[N, H, W, 3]`` plus identity names."""
     from tqdm.auto import tqdm
 
+    from keras_arcface.data.image_folder import scan_image_folder
     from keras_arcface.inference.images import load_image, to_batch
 
-    entries = []
-    for identity in sorted(os.listdir(root)):
-        folder = os.path.join(root, identity)
-        if not os.path.isdir(folder):
-            continue
-        for name in sorted(os.listdir(folder)):
-            if name.lower().endswith(IMAGE_EXTENSIONS):
-                entries.append((identity, os.path.join(folder, name)))
-    if not entries:
+    class_names, items, _ = scan_image_folder(root)
+    if not items:
         raise ValueError(
-            "The image folder holds no images in identity sub-folders "
-            f"({', '.join(IMAGE_EXTENSIONS)}). Received: images={root!r}"
+            f"The image folder holds no images in identity sub-folders. Received: images={root!r}"
         )
     images = np.stack(
         [
             to_batch(load_image(path))[0].astype(np.uint8)
-            for _, path in tqdm(entries, desc="reading images", disable=not progress, leave=False)
+            for path, _ in tqdm(items, desc="reading images", disable=not progress, leave=False)
         ]
     )
-    return images, np.array([identity for identity, _ in entries]), os.path.abspath(root)
+    labels = np.array([class_names[label] for _, label in items])
+    return images, labels, os.path.abspath(root)
 
 
 def _embed_fn(embedder, image_hw):
