@@ -203,8 +203,7 @@ def docs_blocks():
     return re.findall(r"```python\n(.*?)```", text, flags=re.S)
 
 
-@pytest.mark.slow
-@agnostic
+@pytest.mark.slow  # 13 small models; TensorFlow only to keep the JAX job short
 def test_docs_recipes_run_and_save(tmp_path, monkeypatch):
     # docs/losses.md builds every paper row with a tiny model; run its code as written.
     monkeypatch.chdir(tmp_path)
