@@ -140,7 +140,7 @@ def main(argv=None):
         "heldout_identities": args.heldout_identities,
         "pairs": verification.num_pairs,
         "generate_seconds": round(generate_seconds, 1),
-        "render_seconds": summary["render_seconds"],
+        "total_seconds": summary["total_seconds"],
         "raw_pixel_accuracy": pixel_accuracy(verification.images, verification.issame),
         "centred_pixel_accuracy": pixel_accuracy(
             verification.images, verification.issame, centred=True

@@ -659,10 +659,11 @@ def _render_chunk(task):
     return [_render_identity(seed, index, count, image_size, knobs, encode) for index in indices]
 
 
-def _render_many(
+def _iter_rendered(
     seed, indices, count, image_size, knobs, encode, num_workers, progress, description
 ):
-    """Renders ``count`` images of each identity in ``indices``; parallel over identities."""
+    """Yields the ``count`` images of each identity in ``indices``, in order; parallel over
+    identities in worker processes when ``num_workers > 1``."""
     from tqdm.auto import tqdm
 
     indices = list(indices)
@@ -671,23 +672,29 @@ def _render_many(
         (seed, indices[i : i + chunk], count, image_size, knobs, encode)
         for i in range(0, len(indices), chunk)
     ]
-    results = []
-    bar = tqdm(total=len(indices) * count, desc=description, unit="img", disable=not progress)
-    if num_workers <= 1 or len(tasks) == 1:
-        for task in tasks:
-            results.extend(_render_chunk(task))
-            bar.update(len(task[1]) * count)
-    else:
+    with tqdm(
+        total=len(indices) * count, desc=description, unit="img", disable=not progress
+    ) as bar:
+        if num_workers <= 1 or len(tasks) == 1:
+            for task in tasks:
+                for identity in _render_chunk(task):
+                    bar.update(count)
+                    yield identity
+            return
         # fork: workers run only NumPy/PIL code, and unlike spawn it does not re-import the
         # caller's __main__ (a script without a main guard would recurse).
         methods = multiprocessing.get_all_start_methods()
         context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
         with concurrent.futures.ProcessPoolExecutor(num_workers, mp_context=context) as pool:
-            for task, result in zip(tasks, pool.map(_render_chunk, tasks)):
-                results.extend(result)
-                bar.update(len(task[1]) * count)
-    bar.close()
-    return results
+            for result in pool.map(_render_chunk, tasks):
+                for identity in result:
+                    bar.update(count)
+                    yield identity
+
+
+def _render_many(*args):
+    """:func:`_iter_rendered` as a list (one entry per identity)."""
+    return list(_iter_rendered(*args))
 
 
 def _default_workers():
@@ -869,17 +876,6 @@ def generate_synthetic(
     os.makedirs(out_dir, exist_ok=True)
     workers = _default_workers() if num_workers is None else int(num_workers)
     started = time.perf_counter()
-    train = _render_many(
-        seed,
-        range(num_identities),
-        images_per_identity,
-        image_size,
-        knobs,
-        True,
-        workers,
-        progress,
-        "rendering training identities",
-    )
     heldout = _render_many(
         seed,
         range(HELDOUT_INDEX_OFFSET, HELDOUT_INDEX_OFFSET + heldout_identities),
@@ -891,15 +887,29 @@ def generate_synthetic(
         progress,
         "rendering held-out identities",
     )
-    render_seconds = time.perf_counter() - started
     names = [f"synthetic_{index:06d}" for index in range(num_identities)]
+    sheet_sources = []
 
     def records():
-        # Interleave identities so that every shard holds every identity.
-        for k in range(images_per_identity):
-            for label in range(num_identities):
+        # Streams identities as they are rendered; the writer's round-robin spreads each
+        # identity's images over all shards.
+        rendered = _iter_rendered(
+            seed,
+            range(num_identities),
+            images_per_identity,
+            image_size,
+            knobs,
+            True,
+            workers,
+            progress,
+            "rendering training identities",
+        )
+        for label, images in enumerate(rendered):
+            if label < contact_identities:
+                sheet_sources.append(images[:contact_images])
+            for k, encoded in enumerate(images):
                 yield ImageRecord(
-                    train[label][k],
+                    encoded,
                     label,
                     identity=names[label],
                     source_id=f"synthetic/{seed}/{label}/{k}",
@@ -915,8 +925,7 @@ def generate_synthetic(
         num_images=num_identities * images_per_identity,
         image_size=(image_size, image_size),
         overwrite=overwrite,
-        progress=progress,
-        description="writing TFRecords",
+        progress=False,
         source={
             "generator": "keras_arcface.data.synthetic",
             "seed": seed,
@@ -929,10 +938,7 @@ def generate_synthetic(
     bin_path = write_bin(
         os.path.join(out_dir, "verification.bin"), [flat[i] for pair in pairs for i in pair], issame
     )
-    sheet_rows = [
-        [_decode_jpeg(data) for data in train[label][:contact_images]]
-        for label in range(min(contact_identities, num_identities))
-    ]
+    sheet_rows = [[_decode_jpeg(data) for data in row] for row in sheet_sources]
     sheet_path = contact_sheet(sheet_rows, os.path.join(out_dir, "contact_sheet.png"))
     return {
         "train_dir": train_dir,
@@ -946,6 +952,5 @@ def generate_synthetic(
         "seed": seed,
         "image_size": image_size,
         "difficulty": dataclasses.asdict(knobs),
-        "render_seconds": round(render_seconds, 2),
         "total_seconds": round(time.perf_counter() - started, 2),
     }
