@@ -349,8 +349,13 @@ class Trainer:
             )
         return self._embed(tf.convert_to_tensor(images, tf.float32)).numpy()
 
-    def fit(self, progress=None):
+    def fit(self, progress=None, until=None):
         """Trains to ``derived.total_steps``; returns a :class:`TrainResult`.
+
+        Args:
+            progress: show the progress bar; default ``config.logging.progress_bar``.
+            until: stop (with a checkpoint) after this global step instead of at the end,
+                for time-boxed jobs; a later ``resume`` continues. Default None.
 
         Raises:
             NonFiniteLossError: the loss became NaN/Inf (no checkpoint is written for it;
@@ -378,11 +383,12 @@ class Trainer:
         t_log, step_log = t_fit, step
         loss = math.nan
         scores = {}
+        end = derived.total_steps if until is None else min(int(until), derived.total_steps)
         try:
-            while step < derived.total_steps:
+            while step < end:
                 epoch, offset = divmod(step, derived.steps_per_epoch)
                 iterator = iter(self._distributed_dataset(epoch, offset))
-                last = min(derived.steps_per_epoch - offset, derived.total_steps - step)
+                last = min(derived.steps_per_epoch - offset, end - step)
                 for _ in range(last):
                     loss = float(self._train_step(iterator))
                     step += 1
@@ -425,7 +431,7 @@ class Trainer:
                             if verify_now:
                                 post["acc"] = f"{scores['verify/mean_accuracy']:.4f}"
                             bar.set_postfix(post)
-                    if step % cfg.checkpoint.every_steps == 0 or step == derived.total_steps:
+                    if step % cfg.checkpoint.every_steps == 0 or step == end:
                         self._save(step)
         finally:
             if bar is not None:
@@ -450,6 +456,11 @@ class Trainer:
             images_per_second=done / max(seconds, 1e-9),
         )
 
+    @tf.function
+    def _weights_finite(self):
+        variables = self.backbone.weights + [self.head.centers]
+        return tf.reduce_all([tf.reduce_all(tf.math.is_finite(v.value)) for v in variables])
+
     def _verify(self):
         scores = self.verifier(self.embed)
         if self.verifier.is_best(scores):
@@ -459,6 +470,13 @@ class Trainer:
         return scores
 
     def _save(self, step):
+        # A step whose loss was finite can still leave non-finite weights behind (its
+        # update); such a state is never written, the previous checkpoint stays the latest.
+        if not bool(self._weights_finite()):
+            raise NonFiniteLossError(
+                f"The weights became non-finite at step {step}; training stopped without "
+                f"saving. The last good checkpoint ({self.checkpointer.latest}) is kept."
+            )
         self.checkpointer.save(step)
         if self.is_chief:
             checkpointing.save_model_atomic(
