@@ -22,6 +22,7 @@ import concurrent.futures
 import dataclasses
 import os
 import struct
+import threading
 
 import numpy as np
 
@@ -345,10 +346,15 @@ def convert_recordio(
     }
     report = SkipReport()
 
+    local = threading.local()
+    handles = []
+
     def prepare(key):
+        if not hasattr(local, "handle"):  # one file handle per worker thread
+            local.handle = open(reader.rec_path, "rb")  # noqa: SIM115 (closed below)
+            handles.append(local.handle)
         try:
-            with open(reader.rec_path, "rb") as handle:  # one handle per call: thread safe
-                record_header, image = reader.read_record(key, handle)
+            record_header, image = reader.read_record(key, local.handle)
             label = _label_of(record_header, key, num_classes)
             encoded, fmt = prepare_image(image, f"key {key}", **options)
             return (label, encoded, fmt), None
@@ -396,6 +402,8 @@ def convert_recordio(
         )
     finally:
         reader.close()
+        for handle in handles:
+            handle.close()
     if report.total:
         logger.warning("%s", report.summary())
     return manifest
