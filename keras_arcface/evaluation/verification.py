@@ -153,7 +153,7 @@ def verification_metrics(
         "fold_accuracies": accuracy["accuracies"].tolist(),
         "best_threshold": float(np.mean(accuracy["thresholds"])),
         "fold_thresholds": accuracy["thresholds"].tolist(),
-        "tar_at_far": [_tar_at_far(distances, issame, folds, far_grid, t) for t in far_targets],
+        "tar_at_far": _tar_at_fars(distances, issame, folds, far_grid, far_targets),
     }
     result.update(_exact_roc_summary(distances, issame))
     result.update(
@@ -361,26 +361,43 @@ def _interpolate_threshold(fars, grid, target):
     return float(grid[low] + weight * (grid[high] - grid[low]))
 
 
-def _tar_at_far(distances, issame, folds, grid, target):
+def _tar_at_fars(distances, issame, folds, grid, targets):
+    """One entry per FAR target; the training-fold FAR curves are counted once for all."""
     genuine, impostors = _fold_sizes(issame, folds)
-    train_impostors = impostors.sum() - impostors
-    entry = {"far_target": target, "tar": None, "tar_std": None, "far": None, "threshold": None}
+    train_fars = None
+    entries = []
+    for target in targets:
+        if train_fars is None and _resolvable(target, genuine, impostors) is None:
+            false_accepts = _counts_below(distances, ~issame, folds, grid)
+            train_impostors = impostors.sum() - impostors
+            train_fars = (false_accepts.sum(axis=0) - false_accepts) / train_impostors[:, None]
+        entries.append(
+            _tar_at_far(distances, issame, folds, grid, target, genuine, impostors, train_fars)
+        )
+    return entries
+
+
+def _resolvable(target, genuine, impostors):
+    """None when TAR at ``target`` can be measured, else the note saying why not."""
     if np.any(genuine == 0) or np.any(impostors == 0):
-        entry["note"] = (
+        return (
             "TAR@FAR needs genuine and impostor pairs in every fold; "
             f"fold genuine counts {genuine.tolist()}, impostor counts {impostors.tolist()}"
         )
-        return entry
-    smallest = int(train_impostors.min())
+    smallest = int((impostors.sum() - impostors).min())
     if target * smallest < 1:
-        entry["note"] = (
+        return (
             f"FAR {format_far(target)} is below what the pairs can resolve: a training fold "
             f"has {smallest} impostor pairs, so its smallest non-zero FAR is {1 / smallest:.2e}"
         )
+    return None
+
+
+def _tar_at_far(distances, issame, folds, grid, target, genuine, impostors, train_fars):
+    entry = {"far_target": target, "tar": None, "tar_std": None, "far": None, "threshold": None}
+    entry["note"] = _resolvable(target, genuine, impostors)
+    if entry["note"] is not None:
         return entry
-    false_accepts = _counts_below(distances, ~issame, folds, grid)
-    train_fars = (false_accepts.sum(axis=0) - false_accepts) / train_impostors[:, None]
-    entry["note"] = None
     if np.any(train_fars[:, -1] < target):
         entry["note"] = (
             f"FAR {format_far(target)} is never reached on the threshold grid (largest "
