@@ -13,7 +13,7 @@ import pytest
 import tensorflow as tf
 from test_data_helpers import encode, noise_image
 
-from keras_arcface.data import DataError, convert_recordio, make_dataset
+from keras_arcface.data import DataError, convert_recordio, make_dataset, read_manifest
 from keras_arcface.data.recordio import RecordIOReader
 
 MAGIC = 0xCED7230A
@@ -174,3 +174,13 @@ def test_float_labels_must_be_exact_integers(tmp_path):
     write_rec(tmp_path / "data", [(0, pack(1.5, encode(noise_image(0), "PNG")))])
     with pytest.raises(DataError, match="bad label"):
         convert_recordio(tmp_path / "data", tmp_path / "out", progress=False, num_classes=3)
+
+
+def test_convert_rec_command(insightface_rec, tmp_path, capsys):
+    from keras_arcface.cli import main as cli_main
+
+    prefix, _ = insightface_rec
+    code = cli_main(["convert", "rec", str(prefix), str(tmp_path / "cli"), "--quiet"])
+    assert code == 0
+    assert "wrote 5 images of 3 identities" in capsys.readouterr().out
+    assert read_manifest(tmp_path / "cli")["source"]["property"] == [3, 112, 112]
