@@ -248,6 +248,11 @@ def target_cosine(labels, cosine):
         >>> target_cosine([1], ops.convert_to_tensor([[0.1, 0.7]]))  # [0.7]
     """
     labels = _flat_labels(labels)
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        # One GatherV2 op; TF's take_along_axis adds a dozen broadcast/shape ops per call.
+        return tf.gather(cosine, labels, batch_dims=1)
     return ops.take_along_axis(cosine, ops.expand_dims(labels, -1), axis=-1)[:, 0]
 
 
@@ -328,5 +333,4 @@ def sparse_softmax_cross_entropy(labels, logits):
     logits = ops.cast(logits, "float32")
     if keras.backend.backend() == "tensorflow":
         return ops.sparse_categorical_crossentropy(labels, logits, from_logits=True)
-    target = ops.take_along_axis(logits, ops.expand_dims(labels, -1), axis=-1)[:, 0]
-    return ops.logsumexp(logits, axis=-1) - target
+    return ops.logsumexp(logits, axis=-1) - target_cosine(labels, logits)
