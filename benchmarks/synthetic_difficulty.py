@@ -43,11 +43,13 @@ def pixel_accuracy(images, issame, centred=False):
     return verification_metrics(flat[0::2], flat[1::2], issame)["accuracy"]
 
 
-def small_cnn(num_classes):
+def small_cnn(num_classes, downsample=1):
     import keras
 
     inputs = keras.Input((112, 112, 3), name="images")
     x = keras.layers.Rescaling(1 / 127.5, offset=-1.0)(inputs)
+    if downsample > 1:  # a cheaper check on busy machines: the CNN sees 56x56 faces
+        x = keras.layers.AveragePooling2D(downsample)(x)
     for filters in (32, 64, 96, 128):
         x = keras.layers.Conv2D(filters, 3, strides=2, padding="same", use_bias=False)(x)
         x = keras.layers.BatchNormalization()(x)
@@ -61,12 +63,12 @@ def small_cnn(num_classes):
     return keras.Model(inputs, logits), keras.Model(inputs, embedding)
 
 
-def train_and_verify(train_dir, verification, seconds, batch_size):
+def train_and_verify(train_dir, verification, seconds, batch_size, epochs, downsample):
     import keras
     import tensorflow as tf
 
     manifest = read_manifest(train_dir)
-    classifier, embedder = small_cnn(manifest["num_classes"])
+    classifier, embedder = small_cnn(manifest["num_classes"], downsample)
     classifier.compile(
         optimizer=keras.optimizers.Adam(2e-3),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -82,7 +84,7 @@ def train_and_verify(train_dir, verification, seconds, batch_size):
 
     start = time.perf_counter()
     history = classifier.fit(
-        dataset, epochs=1000, steps_per_epoch=steps, verbose=2, callbacks=[StopAfter()]
+        dataset, epochs=epochs, steps_per_epoch=steps, verbose=2, callbacks=[StopAfter()]
     )
     trained = time.perf_counter() - start
 
@@ -113,31 +115,40 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--train-seconds", type=float, default=150.0)
+    parser.add_argument("--epochs", type=int, default=1000, help="stop after these epochs")
+    parser.add_argument("--downsample", type=int, default=1, help="CNN input pooling")
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--reuse", action="store_true", help="reuse the data in --out")
     parser.add_argument("--set", action="append", default=[], metavar="KNOB=VALUE")
     parser.add_argument("--out", default=None, help="keep the generated data here")
     args = parser.parse_args(argv)
     knobs = parse_knobs(args.set)
     out = args.out or tempfile.mkdtemp(prefix="synthetic_difficulty_")
     start = time.perf_counter()
-    summary = generate_synthetic(
-        out,
-        num_identities=args.identities,
-        images_per_identity=args.images_per_identity,
-        heldout_identities=args.heldout_identities,
-        num_pairs=args.pairs,
-        seed=args.seed,
-        num_workers=args.workers,
-        overwrite=True,
-        progress=False,
-        **knobs,
-    )
+    if args.reuse:
+        with open(os.path.join(out, "summary.json")) as handle:
+            summary = json.load(handle)
+    else:
+        summary = generate_synthetic(
+            out,
+            num_identities=args.identities,
+            images_per_identity=args.images_per_identity,
+            heldout_identities=args.heldout_identities,
+            num_pairs=args.pairs,
+            seed=args.seed,
+            num_workers=args.workers,
+            overwrite=True,
+            progress=False,
+            **knobs,
+        )
+        with open(os.path.join(out, "summary.json"), "w") as handle:
+            json.dump(summary, handle)
     generate_seconds = time.perf_counter() - start
     verification = load_bin(summary["verification_bin"])
     row = {
         "num_images": summary["num_images"],
-        "identities": args.identities,
-        "heldout_identities": args.heldout_identities,
+        "identities": summary["num_identities"],
+        "heldout_identities": summary["heldout_identities"],
         "pairs": verification.num_pairs,
         "generate_seconds": round(generate_seconds, 1),
         "total_seconds": summary["total_seconds"],
@@ -149,7 +160,12 @@ def main(argv=None):
     if args.train_seconds > 0:
         row.update(
             train_and_verify(
-                summary["train_dir"], verification, args.train_seconds, args.batch_size
+                summary["train_dir"],
+                verification,
+                args.train_seconds,
+                args.batch_size,
+                args.epochs,
+                args.downsample,
             )
         )
     print("\n| quantity | value |\n|---|---|")
