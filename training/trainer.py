@@ -329,11 +329,28 @@ class Trainer:
             )
             return data_loss
 
+        # Non-trainable state (batch-norm moving statistics) is updated from each replica's
+        # own batch; averaging it after every step keeps every replica and worker identical.
+        stats = [v.value for v in self.backbone.non_trainable_variables]
+        sync_stats = bool(stats) and num_replicas > 1
+
+        def local_stats():
+            return tf.concat([tf.reshape(tf.cast(v, tf.float32), [-1]) for v in stats], 0)
+
         @tf.function
         def train_step(iterator):
             images, labels = next(iterator)
             per_replica = strategy.run(replica_step, args=(images, labels))
             loss = strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
+            if sync_stats:
+                mean = strategy.reduce(
+                    tf.distribute.ReduceOp.MEAN, strategy.run(local_stats), axis=None
+                )
+                offset = 0
+                for v in stats:
+                    size = int(np.prod(v.shape))
+                    v.assign(tf.cast(tf.reshape(mean[offset : offset + size], v.shape), v.dtype))
+                    offset += size
             self.step.assign_add(1)
             return loss
 
