@@ -11,6 +11,7 @@ float32 ``[batch, D]``, L2-normalised, plus metadata properties.
 import json
 import os
 import tempfile
+import warnings
 
 from keras_arcface.export.signatures import check_embedding_model
 
@@ -65,7 +66,10 @@ def onnx_from_tflite(tflite_path, *, opset=17, metadata=None):
             f"Expected an ONNX opset in {list(SUPPORTED_OPSETS)}. Received: opset={opset}"
         )
     onnx, tf2onnx = _import_onnx_tools()
-    proto, _ = tf2onnx.convert.from_tflite(os.fspath(tflite_path), opset=int(opset))
+    with warnings.catch_warnings():
+        # tf2onnx reads shapes with tf.lite.Interpreter, which warns about its deprecation.
+        warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated")
+        proto, _ = tf2onnx.convert.from_tflite(os.fspath(tflite_path), opset=int(opset))
     if len(proto.graph.input) != 1 or len(proto.graph.output) != 1:
         raise ValueError(
             "Expected a TFLite model with one input and one output. "

@@ -1,0 +1,34 @@
+"""``keras-arcface verify``: decide whether two face images show one person."""
+
+import sys
+
+
+def add_arguments(parser):
+    """Adds the ``verify`` command's arguments to ``parser``."""
+    parser.add_argument(
+        "model", metavar="MODEL", help=".keras, run folder, SavedModel, .tflite or .onnx"
+    )
+    parser.add_argument("image_a", metavar="IMG_A", help="first face image")
+    parser.add_argument("image_b", metavar="IMG_B", help="second face image")
+    parser.add_argument(
+        "--threshold",
+        type=float,
+        default=None,
+        help="cosine-similarity threshold (default: the model's calibrated one, else 0.3)",
+    )
+
+
+def main(args):
+    """Runs ``keras-arcface verify``; prints the similarity and decision; returns 0 or 2."""
+    from keras_arcface.inference import Embedder
+
+    try:
+        embedder = Embedder.load(args.model)
+        threshold = embedder.threshold if args.threshold is None else args.threshold
+        similarity, same = embedder.verify(args.image_a, args.image_b, threshold=threshold)
+    except (ValueError, TypeError, FileNotFoundError, ImportError) as error:
+        print(f"keras-arcface verify: error: {error}", file=sys.stderr)
+        return 2
+    verdict = "same person" if same else "different people"
+    print(f"similarity {similarity:.4f} (threshold {threshold:.4f}): {verdict}")
+    return 0
