@@ -16,7 +16,8 @@ class NormSoftmaxLoss(MarginLoss):
     Args:
         scale: feature scale ``s``. Defaults to 64.0.
         intra_weight: weight of the Intra-Loss term. Defaults to 0.
-        **kwargs: ``reduction``, ``name``, ``dtype`` of ``keras.losses.Loss``.
+        **kwargs: ``reduction``, ``name``, ``dtype`` of ``keras.losses.Loss`` (and
+            ``detach_margin``, which has no effect: there is no margin).
 
     Example:
         >>> model.compile(optimizer="sgd", loss=NormSoftmaxLoss(scale=64.0))
@@ -25,15 +26,9 @@ class NormSoftmaxLoss(MarginLoss):
     """
 
     def __init__(self, scale=64.0, intra_weight=0.0, name="norm_softmax_loss", **kwargs):
-        kwargs.pop("detach_margin", None)  # no margin: nothing to detach
         super().__init__(scale=scale, intra_weight=intra_weight, name=name, **kwargs)
 
     def logits(self, y_true, y_pred):
-        # No target column to edit: skip the gather and the where.
+        # No target column to edit: skip the gather and the scatter.
         del y_true
         return self.scale * clip_cosine(y_pred)
-
-    def get_config(self):
-        config = super().get_config()
-        config.pop("detach_margin")
-        return config
