@@ -12,7 +12,7 @@ Numerically safe building blocks:
   and ``arccos`` do). The angle therefore lives in ``[~3.2e-4, pi - ~3.2e-4]`` radians.
 
 The target-column update never builds a dense ``B x N`` one-hot matrix: the target cosine is
-gathered with ``take_along_axis``, transformed, and written back with ``scatter_update``; the
+gathered (one batched gather), transformed, and written back with ``scatter_update``; the
 cross-entropy is the sparse one. Each built-in margin has an analytic derivative
 (``*_derivative``) so that ``margin_logits`` can run as one custom-gradient op whose backward
 pass edits only the ``B`` target entries of the incoming gradient: the margin then costs no
