@@ -24,6 +24,7 @@ import random
 
 from keras_arcface.data import schema
 from keras_arcface.data.errors import check_on_error
+from keras_arcface.data.schema import KEY_ENCODED, KEY_LABEL, KEY_SOURCE_ID
 
 AUTOTUNE = -1
 DEFAULT_SHUFFLE_BUFFER = 8192
@@ -227,18 +228,24 @@ def _random_box(tf, uniforms, area_range, aspect_range, image_size):
     return [y1, x1, y1 + box_h, x1 + box_w]
 
 
-def _make_decoder(tf, *, num_classes, image_size, on_error, augment, base_seed):
-    spec = schema.feature_spec()
+def _make_decoder(tf, *, num_classes, image_size, on_error, augment, base_seed, jpeg_only):
+    full_spec = schema.feature_spec()
+    # Parse only what the pipeline uses.
+    spec = {key: full_spec[key] for key in (KEY_ENCODED, KEY_LABEL, KEY_SOURCE_ID)}
     height, width = image_size
     raise_errors = on_error == "raise"
 
+    def decode_any(encoded):
+        return tf.io.decode_image(encoded, channels=0, expand_animations=False)
+
+    # All-JPEG datasets skip decode_image's format dispatch.
+    decode_bytes = tf.io.decode_jpeg if jpeg_only else decode_any
+
     def decode(epoch, index, serialized):
         features = tf.io.parse_single_example(serialized, spec)
-        label = features[schema.KEY_LABEL]
-        source = features[schema.KEY_SOURCE_ID]
-        image = tf.io.decode_image(
-            features[schema.KEY_ENCODED], channels=0, expand_animations=False
-        )
+        label = features[KEY_LABEL]
+        source = features[KEY_SOURCE_ID]
+        image = decode_bytes(features[KEY_ENCODED])
         shape = tf.shape(image)
         label_ok = tf.logical_and(label >= 0, label < num_classes)
         shape_ok = tf.reduce_all(tf.equal(shape, [height, width, 3]))
@@ -296,14 +303,14 @@ def _make_batch_augmenter(tf, augment, image_size):
 
     def apply(images, labels, params, ok):
         del ok  # bad elements were already raised on or filtered out
+        if augment.horizontal_flip:  # on uint8: a quarter of the bytes to move
+            flip = params[:, _FLIP][:, None, None, None] > 0.5
+            images = tf.where(flip, tf.reverse(images, axis=[2]), images)
         images = tf.cast(images, tf.float32)
         if augment.crop_resize:
             boxes = params[:, _CROP : _CROP + 4]
             indices = tf.range(tf.shape(images)[0])
             images = tf.image.crop_and_resize(images, boxes, indices, [height, width])
-        if augment.horizontal_flip:
-            flip = params[:, _FLIP][:, None, None, None] > 0.5
-            images = tf.where(flip, tf.reverse(images, axis=[2]), images)
         if augment.brightness:
             images = images + params[:, _BRIGHT][:, None, None, None]
         if augment.contrast:
@@ -470,6 +477,7 @@ def make_dataset(
         on_error=on_error,
         augment=augment,
         base_seed=seed,
+        jpeg_only=manifest.get("image_formats") == ["jpeg"],
     )
     dataset = dataset.map(plain(decode), num_parallel_calls=num_parallel_calls)
     if on_error == "skip":

@@ -128,7 +128,8 @@ def read_manifest(data_dir):
 
     Returns:
         The manifest dict: ``schema_version``, ``format``, ``num_images``, ``num_classes``,
-        ``image_size`` ([height, width]), ``channels``, ``shards`` (list of
+        ``image_size`` ([height, width]), ``channels``, ``image_formats`` (encodings
+        present, e.g. ``["jpeg"]``), ``shards`` (list of
         ``{"file", "count"}``), ``labels_file``, ``source``, ``skipped``, ``created``.
 
     Raises:

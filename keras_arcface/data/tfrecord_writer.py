@@ -152,6 +152,7 @@ class TFRecordDatasetWriter:
             for index in range(int(num_shards))
         ]
         self._next = 0
+        self._formats = set()
         self._closed = False
 
     @property
@@ -176,6 +177,7 @@ class TFRecordDatasetWriter:
             height=record.height,
             width=record.width,
         )
+        self._formats.add(str(record.image_format))
         shard = self._next % len(self._writers)
         self._writers[shard].write(serialized)
         self._counts[shard] += 1
@@ -220,6 +222,7 @@ class TFRecordDatasetWriter:
             "num_classes": self.num_classes,
             "image_size": self.image_size,
             "channels": 3,
+            "image_formats": sorted(self._formats),
             "shards": shards,
             "labels_file": schema.LABELS_NAME,
             "features": schema.FEATURE_DOC,
