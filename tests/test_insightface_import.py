@@ -201,6 +201,12 @@ def torch_mbf():
     return randomize(TorchMobileFaceNet(num_features=128), seed=2)
 
 
+@pytest.fixture(scope="module")
+def keras_r18():
+    # Shared: loading never leaves a model half-assigned, and each test loads what it needs.
+    return get_backbone("r18")
+
+
 # ---------------------------------------------------------------- tests
 
 
@@ -215,9 +221,9 @@ def test_module_map_covers_every_reference_tensor(torch_r18, torch_mbf):
         assert modules == parametrised
 
 
-def test_r18_import_matches_pytorch(torch_r18):
+def test_r18_import_matches_pytorch(torch_r18, keras_r18):
     images = random_images(3, seed=3)
-    model = get_backbone("r18")
+    model = keras_r18
     load_insightface_weights(model, torch_r18.state_dict(), "r18")
     expected = torch_embeddings(torch_r18, images)
     got = keras_embeddings(model, images)
@@ -230,7 +236,7 @@ def test_mbf_import_matches_pytorch_from_pth_file(torch_mbf, tmp_path):
     path = tmp_path / "backbone.pth"
     # DistributedDataParallel checkpoints carry a 'module.' prefix: it is removed.
     torch.save({f"module.{k}": v for k, v in torch_mbf.state_dict().items()}, path)
-    images = random_images(3, seed=4)
+    images = random_images(2, seed=4)
     model = get_backbone("mbf", embedding_dim=128)
     load_insightface_weights(model, str(path), "mbf")
     got = keras_embeddings(model, images)
@@ -247,10 +253,10 @@ def test_r50_import_matches_pytorch():
     assert np.max(np.abs(got - torch_embeddings(reference, images))) <= 1e-4
 
 
-def test_mismatching_shape_names_the_tensor_and_changes_nothing(torch_r18):
+def test_mismatching_shape_names_the_tensor_and_changes_nothing(torch_r18, keras_r18):
     state = {k: v.clone() for k, v in torch_r18.state_dict().items()}
     state["layer2.0.conv1.weight"] = torch.zeros(128, 32, 3, 3)
-    model = get_backbone("r18")
+    model = keras_r18
     before = [w.copy() for w in model.get_weights()]
     with pytest.raises(ValueError, match=r"'layer2\.0\.conv1\.weight'.*\(128, 64, 3, 3\)") as info:
         load_insightface_weights(model, state, "r18")
@@ -258,8 +264,8 @@ def test_mismatching_shape_names_the_tensor_and_changes_nothing(torch_r18):
     assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
 
 
-def test_missing_and_unused_tensors_are_named(torch_r18, torch_mbf):
-    model = get_backbone("r18")
+def test_missing_and_unused_tensors_are_named(torch_r18, torch_mbf, keras_r18):
+    model = keras_r18
     state = dict(torch_r18.state_dict())
     del state["layer3.1.bn2.running_var"]
     with pytest.raises(ValueError, match=r"'layer3\.1\.bn2\.running_var'.*missing"):
@@ -274,19 +280,19 @@ def test_missing_and_unused_tensors_are_named(torch_r18, torch_mbf):
         load_insightface_weights(model, torch_mbf.state_dict(), "r18")
 
 
-def test_model_of_another_architecture_is_refused(torch_r18):
+def test_model_of_another_architecture_is_refused(torch_r18, keras_r18):
     # The reference iResNet has the "E" head; a GDC-headed Keras model cannot take it.
     with pytest.raises(ValueError, match="no layer 'head_bn'"):
         load_insightface_weights(get_backbone("r18", head="GDC"), torch_r18.state_dict(), "r18")
     with pytest.raises(ValueError, match="arch='r51'"):
-        load_insightface_weights(get_backbone("r18"), torch_r18.state_dict(), "r51")
+        load_insightface_weights(keras_r18, torch_r18.state_dict(), "r51")
 
 
-def test_pickled_whole_model_is_refused(tmp_path, torch_mbf):
+def test_pickled_whole_model_is_refused(tmp_path, torch_mbf, keras_r18):
     path = tmp_path / "whole_model.pth"
     torch.save(torch_mbf, path)  # a full pickle, not a state_dict: weights_only refuses it
     with pytest.raises(ValueError, match="state_dict"):
-        load_insightface_weights(get_backbone("mbf", embedding_dim=128), str(path), "mbf")
+        load_insightface_weights(keras_r18, str(path), "r18")
 
 
 def test_convert_insightface_cli(torch_mbf, tmp_path, capsys):

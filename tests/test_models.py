@@ -21,15 +21,19 @@ from keras_arcface.models import (
     list_presets,
 )
 from keras_arcface.models.blocks import conv2d
+from keras_arcface.models.fast_batch_normalization import FastBatchNormalization
 
 # ---------------------------------------------------------------- closed-form oracles
 
 
-def iresnet_oracle(depths, widths=(64, 128, 256, 512), embedding_dim=512, stem=64, size=112):
+def iresnet_oracle(
+    depths, widths=(64, 128, 256, 512), embedding_dim=512, stem=64, stem_stride=1, size=112
+):
     """Params (PyTorch convention, frozen features-BN scale excluded) and MACs of an iResNet."""
     params = 27 * stem + 2 * stem + stem  # stem conv, BN, PReLU
-    macs = size * size * 27 * stem
-    in_channels, res = stem, size
+    res = size // stem_stride
+    macs = res * res * 27 * stem
+    in_channels = stem
     for depth, width in zip(depths, widths):
         for block in range(depth):
             stride = 2 if block == 0 else 1
@@ -76,6 +80,7 @@ SIZES = {
     "r50": (*iresnet_oracle((3, 4, 14, 3)), 43.59e6, 6.3),
     "r100": (*iresnet_oracle((3, 13, 30, 3)), 65.1e6, None),
     "r200": (*iresnet_oracle((6, 26, 60, 6)), None, None),
+    "small": (*iresnet_oracle((1, 1, 1), (16, 32, 64), 128, stem=16, stem_stride=2), None, None),
     "mbf": (*mobilefacenet_oracle(128, MBF_STAGES, 512), 2.06e6, 0.44),
     "mobilefacenet": (*mobilefacenet_oracle(64, PAPER_STAGES, 128), 0.99e6, 0.221),
 }
@@ -103,6 +108,7 @@ def test_presets_are_plain_data():
         "r50",
         "mbf",
         "mobilefacenet",
+        "small",
         pytest.param("r34", marks=pytest.mark.slow),
         pytest.param("r100", marks=pytest.mark.slow),
         pytest.param("r200", marks=pytest.mark.slow),
@@ -122,7 +128,7 @@ def test_reference_sizes(name):
         assert abs(macs / 1e9 / published_gmacs - 1) <= 0.006
 
 
-@pytest.mark.parametrize("name", ["r18", "mbf", "mobilefacenet", "small", "toy2d"])
+@pytest.mark.parametrize("name", ["mbf", "small", "toy2d"])
 def test_embedding_model_contract(name):
     model = get_backbone(name)
     dim = PRESETS[name]["embedding_dim"]
@@ -229,6 +235,63 @@ def test_count_params_and_macs_by_hand():
         count_params_and_macs(3)
 
 
+# ---------------------------------------------------------------- fused batch norm
+
+
+@pytest.mark.parametrize("shape, scale", [((6, 4, 5, 3), True), ((7, 3), False)])
+def test_fast_batch_normalization_against_numpy_and_keras(shape, scale):
+    import tensorflow as tf
+
+    rng = np.random.default_rng(3)
+    x = (rng.normal(size=shape) * 2 + 1).astype("float32")
+    weight = rng.normal(size=shape).astype("float32")
+    channels = shape[-1]
+    values = {
+        "gamma": rng.uniform(0.5, 1.5, channels),
+        "beta": rng.uniform(-0.5, 0.5, channels),
+        "moving_mean": rng.uniform(-0.5, 0.5, channels),
+        "moving_variance": rng.uniform(0.5, 2.0, channels),
+    }
+    layers = []
+    for cls in (FastBatchNormalization, keras.layers.BatchNormalization):
+        layer = cls(momentum=0.9, epsilon=1e-5, scale=scale)
+        layer.build(shape)
+        for name, value in values.items():
+            if getattr(layer, name) is not None:
+                getattr(layer, name).assign(value.astype("float32"))
+        layers.append(layer)
+    fast, plain = layers
+
+    # NumPy float64 oracle of a training step: biased batch statistics.
+    x64 = x.astype(np.float64)
+    axes = tuple(range(len(shape) - 1))
+    mean, var = x64.mean(axes), x64.var(axes)
+    gamma = values["gamma"] if scale else 1.0
+    expected = (x64 - mean) / np.sqrt(var + 1e-5) * gamma + values["beta"]
+
+    grads = []
+    for layer in layers:
+        inputs = tf.constant(x)
+        with tf.GradientTape() as tape:
+            tape.watch(inputs)
+            y = layer(inputs, training=True)
+            loss = tf.reduce_sum(y * weight)
+        grads.append(tape.gradient(loss, [inputs] + layer.trainable_variables))
+        if layer is fast:
+            np.testing.assert_allclose(y, expected, atol=1e-5)
+    for got, reference in zip(*grads):
+        np.testing.assert_allclose(got, reference, atol=1e-4)
+    np.testing.assert_allclose(
+        fast.moving_mean, 0.9 * values["moving_mean"] + 0.1 * mean, atol=1e-6
+    )
+    np.testing.assert_allclose(
+        fast.moving_variance, 0.9 * values["moving_variance"] + 0.1 * var, atol=1e-5
+    )
+    # Inference uses the moving statistics, as the parent layer does.
+    np.testing.assert_allclose(fast(x, training=False), plain(x, training=False), atol=1e-6)
+    assert isinstance(FastBatchNormalization.from_config(fast.get_config()), FastBatchNormalization)
+
+
 # ---------------------------------------------------------------- precision and saving
 
 
@@ -280,7 +343,7 @@ def test_face_recognition_model_trains_saves_and_exports(tmp_path):
         keras.optimizers.SGD(0.05, momentum=0.9),
         keras.losses.SparseCategoricalCrossentropy(from_logits=True),
     )
-    history = model.fit({"images": x, "labels": y}, y, epochs=6, batch_size=8, verbose=0)
+    history = model.fit({"images": x, "labels": y}, y, epochs=4, batch_size=8, verbose=0)
     assert history.history["loss"][-1] < history.history["loss"][0]
 
     cosine = np.asarray(model(x, training=False))
@@ -316,10 +379,11 @@ def test_face_recognition_model_validation():
 
 
 def test_models_command(capsys):
-    assert cli_main(["models", "mbf", "small"]) == 0
+    assert cli_main(["models", "small", "toy2d"]) == 0
     out = capsys.readouterr().out
-    mbf_row = next(line for line in out.splitlines() if line.startswith("| mbf "))
-    assert "2.06M" in mbf_row and "0.438" in mbf_row and "GDC" in mbf_row
-    assert "| small " in out and "| r50 " not in out
+    small_row = next(line for line in out.splitlines() if line.startswith("| small "))
+    # SIZES['small']: 479,728 parameters and 22.0M MACs.
+    assert "| 0.48M | 0.022 |" in small_row and "| E | 128 |" in small_row
+    assert "| toy2d " in out and "| r50 " not in out
     assert cli_main(["models", "r51"]) == 2
     assert "unknown preset 'r51'" in capsys.readouterr().err

@@ -16,6 +16,8 @@ Conventions that make imported PyTorch weights give the same numbers:
 
 import keras
 
+from keras_arcface.models.fast_batch_normalization import FastBatchNormalization
+
 BN_EPSILON = 1e-5
 BN_MOMENTUM = 0.9
 PRELU_INIT = 0.25
@@ -28,8 +30,8 @@ def normalize_pixels(images, name):
 
 
 def batch_norm(x, name, scale=True, dtype=None):
-    """Batch normalisation with PyTorch's epsilon and momentum."""
-    return keras.layers.BatchNormalization(
+    """Batch normalisation with PyTorch's epsilon and momentum (fused kernel when training)."""
+    return FastBatchNormalization(
         momentum=BN_MOMENTUM, epsilon=BN_EPSILON, scale=scale, name=name, dtype=dtype
     )(x)
 
