@@ -258,7 +258,8 @@ def margin_summary(theta_points=(30.0, 60.0, 90.0), specs=MARGIN_LOSSES):
     """
     theta, boundaries = decision_margins(theta_points, specs)
     return {
-        label: {f"{t:g}": round(float(b - t), 2) for t, b in zip(theta, boundary)}
+        # "+ 0.0" turns a rounded -0.0 into 0.0.
+        label: {f"{t:g}": round(float(b - t), 2) + 0.0 for t, b in zip(theta, boundary)}
         for label, boundary in boundaries.items()
     }
 
