@@ -5,6 +5,13 @@ import os
 import tempfile
 
 
+def _make_readable(path):
+    # mkstemp creates files with mode 0600; give them the permissions a plain open() would.
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(path, 0o666 & ~mask)
+
+
 def atomic_write_text(path, text):
     """Writes ``text`` to ``path`` through a temporary file and a rename.
 
@@ -21,6 +28,7 @@ def atomic_write_text(path, text):
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as stream:
             stream.write(text)
+        _make_readable(temp_path)
         os.replace(temp_path, path)
     except BaseException:
         if os.path.exists(temp_path):
@@ -43,6 +51,7 @@ def atomic_save_figure(figure, path, dpi=120):
     os.close(handle)
     try:
         figure.savefig(temp_path, dpi=dpi, format="png", bbox_inches="tight")
+        _make_readable(temp_path)
         os.replace(temp_path, path)
     except BaseException:
         if os.path.exists(temp_path):
