@@ -62,7 +62,7 @@ EXTRAS["dev"] = sorted(
         + EXTRAS["plot"]
         + EXTRAS["jax"]
         # The CPU build of torch, used only to check InsightFace weight import.
-        + ["torch==2.13.0", "pytest>=8", "ruff>=0.6"]
+        + ["torch==2.13.0", "scipy>=1.10", "pytest>=8", "ruff>=0.6"]
     )
 )
 
