@@ -6,6 +6,8 @@ padding, eps), with random weights and non-trivial BN statistics. They are the o
 the Keras model with the imported weights must give the same L2-normalised embedding.
 """
 
+import sys
+
 import numpy as np
 import pytest
 
@@ -317,3 +319,17 @@ def test_convert_insightface_cli_reports_mismatch(torch_mbf, tmp_path, capsys):
     assert code != 0
     assert "fc.weight" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_missing_torch_gives_install_hint(monkeypatch, tmp_path, keras_r18):
+    monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` now fails
+    with pytest.raises(ImportError, match=r'pip install "keras-arcface\[torch\]"'):
+        load_insightface_weights(keras_r18, str(tmp_path / "backbone.pth"), "r18")
+
+
+def test_convert_insightface_cli_keeps_existing_output(tmp_path, capsys):
+    out = tmp_path / "existing.keras"
+    out.write_bytes(b"keep me")
+    code = cli_main(["convert-insightface", str(tmp_path / "x.pth"), "--arch", "r18", str(out)])
+    assert code == 2 and out.read_bytes() == b"keep me"
+    assert "--overwrite" in capsys.readouterr().err

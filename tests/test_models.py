@@ -289,6 +289,10 @@ def test_fast_batch_normalization_against_numpy_and_keras(shape, scale):
     )
     # Inference uses the moving statistics, as the parent layer does.
     np.testing.assert_allclose(fast(x, training=False), plain(x, training=False), atol=1e-6)
+    # One value per channel: the moving variance decays towards 0, never NaN.
+    single = FastBatchNormalization(momentum=0.9)
+    single(x[:1].reshape(1, -1), training=True)
+    np.testing.assert_allclose(single.moving_variance, 0.9, atol=1e-7)
     assert isinstance(FastBatchNormalization.from_config(fast.get_config()), FastBatchNormalization)
 
 
@@ -313,6 +317,9 @@ def test_mixed_precision_forward(policy, body_dtype):
         np.sum(got * expected, 1) / np.linalg.norm(got, axis=1) / np.linalg.norm(expected, axis=1)
     )
     assert np.all(cosine > 0.99)
+    # A training-mode pass (fused BN on float16/bfloat16 maps) also ends in float32.
+    trained = model(x, training=True)
+    assert trained.dtype == "float32" and np.all(np.isfinite(np.asarray(trained)))
 
 
 @pytest.mark.parametrize("name", ["small", "mbf"])

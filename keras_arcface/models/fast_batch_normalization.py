@@ -53,8 +53,11 @@ class FastBatchNormalization(keras.layers.BatchNormalization):
         )
         # The kernel returns the Bessel-corrected variance; the parent layer (and this one)
         # track the biased one.
+        # A single value per channel has no unbiased variance (NaN); its biased one is 0.
         count = tf.cast(tf.reduce_prod(tf.shape(x)[:3]), "float32")
-        variance = unbiased_variance * (count - 1.0) / tf.maximum(count, 1.0)
+        variance = tf.where(
+            count > 1.0, unbiased_variance * (count - 1.0) / count, tf.zeros_like(mean)
+        )
         self.moving_mean.assign(self.moving_mean * self.momentum + mean * (1.0 - self.momentum))
         self.moving_variance.assign(
             self.moving_variance * self.momentum + variance * (1.0 - self.momentum)
