@@ -8,6 +8,10 @@ the script times
   softmax cross-entropy -> gradients -> SGD(momentum 0.9) update, the same work the
   PyTorch reference measurement did (1000 classes, float32, 112x112).
 
+``--bn both`` adds training rows whose backbones use plain ``keras.layers.BatchNormalization``
+instead of the fused ``FastBatchNormalization`` (an ablation; inference is the same op either
+way).
+
 Each measurement runs ``--warmup`` steps, then ``--repeats`` rounds of ``--steps`` steps;
 the reported img/s is the median over rounds. It prints a markdown table and writes
 ``benchmarks/results/backbone_throughput.json``.
@@ -18,6 +22,7 @@ Usage:
 """
 
 import argparse
+import contextlib
 import datetime
 import json
 import os
@@ -33,7 +38,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from keras_arcface.models import count_params_and_macs, get_backbone  # noqa: E402
+from keras_arcface.models import blocks, count_params_and_macs, get_backbone  # noqa: E402
 
 # PyTorch reference implementation on this CPU (2 threads, batch 32, float32), img/s.
 REFERENCE_IMG_PER_S = {
@@ -57,10 +62,23 @@ def _time_rounds(step, warmup, steps, repeats, batch_size):
     return statistics.median(rates), rates
 
 
-def measure(preset, mode, jit_compile, batch_size, warmup, steps, repeats):
+@contextlib.contextmanager
+def batch_norm_layer(kind):
+    """Builds backbones with the fused BN ("fused", the default) or Keras' own ("keras")."""
+    saved = blocks.FastBatchNormalization
+    if kind == "keras":
+        blocks.FastBatchNormalization = keras.layers.BatchNormalization
+    try:
+        yield
+    finally:
+        blocks.FastBatchNormalization = saved
+
+
+def measure(preset, mode, jit_compile, batch_size, warmup, steps, repeats, bn="fused"):
     """Returns (median img/s, all rounds) of one preset in one mode."""
     keras.backend.clear_session()
-    backbone = get_backbone(preset)
+    with batch_norm_layer(bn):
+        backbone = get_backbone(preset)
     rng = np.random.default_rng(0)
     images = tf.constant(rng.uniform(0, 255, (batch_size, 112, 112, 3)).astype("float32"))
     labels = tf.constant(rng.integers(0, NUM_CLASSES, batch_size), dtype=tf.int32)
@@ -105,6 +123,8 @@ def _machine():
         "python": sys.version.split()[0],
         "tensorflow": tf.__version__,
         "keras": keras.__version__,
+        # Other work on the cores skews absolute numbers; recorded to judge them.
+        "load_average_1_5_15_min": [round(v, 2) for v in os.getloadavg()],
     }
 
 
@@ -121,6 +141,7 @@ def main(argv=None):
     parser.add_argument("--presets", nargs="+", default=["r50", "mbf", "small"])
     parser.add_argument("--modes", nargs="+", default=["train", "inference"])
     parser.add_argument("--xla", choices=["both", "on", "off"], default="both")
+    parser.add_argument("--bn", choices=["fused", "keras", "both"], default="fused")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--steps", type=int, default=2)
@@ -132,45 +153,55 @@ def main(argv=None):
     args = parser.parse_args(argv)
     xla_modes = {"both": [False, True], "on": [True], "off": [False]}[args.xla]
 
+    bn_kinds = {"both": ["fused", "keras"], "fused": ["fused"], "keras": ["keras"]}[args.bn]
+    configs = [
+        (preset, mode, jit, bn)
+        for preset in args.presets
+        for mode in args.modes
+        for bn in (bn_kinds if mode == "train" else bn_kinds[:1])
+        for jit in xla_modes
+    ]
+    machine_before = _machine()
+    sizes = {preset: count_params_and_macs(preset) for preset in args.presets}
     rows = []
-    for preset in args.presets:
-        params, macs = count_params_and_macs(preset)
-        for mode in args.modes:
-            for jit in xla_modes:
-                median, rounds = measure(
-                    preset, mode, jit, args.batch_size, args.warmup, args.steps, args.repeats
-                )
-                reference = REFERENCE_IMG_PER_S.get((preset, mode))
-                rows.append(
-                    {
-                        "preset": preset,
-                        "mode": mode,
-                        "xla": jit,
-                        "batch_size": args.batch_size,
-                        "img_per_s": round(median, 2),
-                        "rounds_img_per_s": [round(r, 2) for r in rounds],
-                        "pytorch_reference_img_per_s": reference,
-                        "params": params,
-                        "gmacs": round(macs / 1e9, 3),
-                    }
-                )
-                print(f"  {preset} {mode} xla={jit}: {median:.2f} img/s", file=sys.stderr)
+    for preset, mode, jit, bn in configs:
+        median, rounds = measure(
+            preset, mode, jit, args.batch_size, args.warmup, args.steps, args.repeats, bn
+        )
+        rows.append(
+            {
+                "preset": preset,
+                "mode": mode,
+                "xla": jit,
+                "batch_norm": bn,
+                "batch_size": args.batch_size,
+                "img_per_s": round(median, 2),
+                "rounds_img_per_s": [round(r, 2) for r in rounds],
+                "pytorch_reference_img_per_s": REFERENCE_IMG_PER_S.get((preset, mode)),
+                "params": sizes[preset][0],
+                "gmacs": round(sizes[preset][1] / 1e9, 3),
+            }
+        )
+        print(f"  {preset} {mode} xla={jit} bn={bn}: {median:.2f} img/s", file=sys.stderr)
 
-    print(f"\nBackbone throughput, batch {args.batch_size}, 112x112, float32, median img/s\n")
-    print("| preset | params | GMACs | mode | XLA | img/s | PyTorch reference img/s |")
-    print("|---|---|---|---|---|---|---|")
+    print(f"\nBackbone throughput, batch {args.batch_size}, 112x112, float32, median img/s")
+    print(f"(load average before {machine_before['load_average_1_5_15_min']})\n")
+    print("| preset | params | GMACs | mode | BN | XLA | img/s | PyTorch reference img/s |")
+    print("|---|---|---|---|---|---|---|---|")
     for row in rows:
         reference = row["pytorch_reference_img_per_s"]
         print(
             f"| {row['preset']} | {row['params'] / 1e6:.2f}M | {row['gmacs']:.2f} | "
-            f"{row['mode']} | {'on' if row['xla'] else 'off'} | {row['img_per_s']:.2f} | "
+            f"{row['mode']} | {row['batch_norm']} | {'on' if row['xla'] else 'off'} | "
+            f"{row['img_per_s']:.2f} | "
             f"{reference if reference is not None else '-'} |"
         )
     _write_json(
         args.output,
         {
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "machine": _machine(),
+            "machine": machine_before,
+            "load_average_after": _machine()["load_average_1_5_15_min"],
             "command": " ".join([os.path.basename(sys.argv[0])] + (argv or sys.argv[1:])),
             "results": rows,
         },
