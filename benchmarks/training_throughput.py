@@ -1,0 +1,146 @@
+"""Training throughput: the full pipeline (TFRecords -> step) vs the same step on tensors.
+
+Both runs use the same ``Trainer`` step (backbone forward/backward, ArcFace on the class
+centres, SGD update) and the same batch size; only the input differs:
+
+- ``tfrecords``: ``keras_arcface.data.make_dataset`` reading, decoding and augmenting JPEG
+  TFRecords in parallel with training (prefetch);
+- ``in_memory``: a few decoded batches held in memory and repeated.
+
+A ratio near 1.0 means the input pipeline is not the bottleneck (target >= 0.95).
+
+    python benchmarks/training_throughput.py                  # small backbone, batch 64
+    python benchmarks/training_throughput.py --backbone mbf --batch 32 --steps 20
+
+Prints a markdown table and writes benchmarks/results/training_throughput.json.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def _data(data_dir, num_identities, images_per_identity):
+    if data_dir:
+        return data_dir
+    from keras_arcface.data import generate_synthetic
+
+    out = tempfile.mkdtemp(prefix="throughput-data-")
+    summary = generate_synthetic(
+        out,
+        num_identities=num_identities,
+        images_per_identity=images_per_identity,
+        heldout_identities=2,
+        heldout_images_per_identity=2,
+        num_pairs=2,
+        progress=False,
+    )
+    return summary["train_dir"]
+
+
+def _measure(trainer, steps, warmup):
+    iterator = iter(trainer._distributed_dataset(0, 0))
+    for _ in range(warmup):
+        float(trainer._train_step(iterator))
+    start = time.perf_counter()
+    for _ in range(steps):
+        float(trainer._train_step(iterator))
+    seconds = time.perf_counter() - start
+    return steps * trainer.derived.global_batch_size / seconds
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", help="TFRecord folder (default: generate a small one)")
+    parser.add_argument("--backbone", default="small")
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=2, help="alternating rounds per input")
+    parser.add_argument("--identities", type=int, default=50)
+    parser.add_argument("--images-per-identity", type=int, default=20)
+    parser.add_argument("--out", default=os.path.join(HERE, "results", "training_throughput.json"))
+    args = parser.parse_args()
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+    from keras_arcface.training import config
+    from keras_arcface.training.trainer import Trainer
+
+    from keras_arcface.data import make_dataset
+
+    train_dir = _data(args.data_dir, args.identities, args.images_per_identity)
+    cfg = config.load_config(
+        "synthetic_demo",
+        [
+            f"data.train_dir={train_dir}",
+            f"data.batch_size={args.batch}",
+            f"model.backbone={args.backbone}",
+            "schedule.total_steps=100000",
+            "schedule.warmup_steps=0",
+            "logging.progress_bar=false",
+        ],
+    )
+    cached = [
+        (images, labels) for images, labels in make_dataset(train_dir, args.batch, seed=0).take(4)
+    ]
+    images = tf.concat([c[0] for c in cached], 0)
+    labels = tf.concat([c[1] for c in cached], 0)
+
+    def in_memory(input_context, epoch, skip_batches, batch_size):
+        ds = tf.data.Dataset.from_tensor_slices((images, labels)).batch(batch_size, True)
+        return ds.cache().repeat().prefetch(2)
+
+    trainers = {
+        "tfrecords": Trainer(cfg, tempfile.mkdtemp(prefix="tp-a-")),
+        "in_memory": Trainer(cfg, tempfile.mkdtemp(prefix="tp-b-"), dataset_fn=in_memory),
+    }
+    rates = {name: [] for name in trainers}
+    for _ in range(args.rounds):  # alternate, so both see the same machine load
+        for name, trainer in trainers.items():
+            rates[name].append(_measure(trainer, args.steps, args.warmup))
+    best = {name: max(values) for name, values in rates.items()}
+    ratio = best["tfrecords"] / best["in_memory"]
+    print(
+        f"\nTraining step throughput: {args.backbone} backbone, batch {args.batch}, "
+        f"ArcFace, SGD (CPU, {os.cpu_count()} cores)\n"
+    )
+    print("| input | img/s (best of rounds) | all rounds |")
+    print("|---|---:|---|")
+    for name in trainers:
+        print(f"| {name} | {best[name]:.1f} | {', '.join(f'{v:.1f}' for v in rates[name])} |")
+    print(
+        f"\nratio tfrecords / in_memory = {ratio:.3f} (target >= 0.95: "
+        f"{'met' if ratio >= 0.95 else 'NOT met'})"
+    )
+    os.makedirs(os.path.dirname(args.out), exist_ok=True)
+    payload = {
+        "benchmark": "training_throughput",
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "machine": {
+            "platform": platform.platform(),
+            "processor": platform.processor(),
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+        },
+        "command": " ".join([os.path.basename(sys.executable)] + sys.argv),
+        "backbone": args.backbone,
+        "batch": args.batch,
+        "images_per_second": rates,
+        "best": best,
+        "ratio": ratio,
+    }
+    with open(args.out + ".tmp", "w", encoding="utf-8") as handle:
+        json.dump(payload, handle, indent=2)
+    os.replace(args.out + ".tmp", args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
