@@ -197,6 +197,44 @@ def test_hypersphere_config_and_validation():
             factory()
 
 
+@agnostic
+def test_hypersphere_losses_under_low_precision():
+    labels, x = triplet_batch(6)
+    for dtype in ("float16", "bfloat16"):
+        low = ops.cast(ops.convert_to_tensor(x), dtype)
+        rounded = np.asarray(ops.convert_to_numpy(ops.cast(low, "float32")), np.float64)
+        value = TripletLoss(0.35)(labels, low)
+        assert keras.backend.standardize_dtype(value.dtype) == "float32"
+        assert_close(value, oracle_triplet(labels, rounded, 0.35, "batch_hard"), rtol=1e-2)
+    labels, cosine = random_cosines(7)
+    value = IntraLoss()(labels, ops.cast(ops.convert_to_tensor(cosine), "float16"))
+    assert_close(value, intra(labels, cosine.astype(np.float16)), rtol=1e-2)
+    kernel = np.random.default_rng(8).normal(size=(4, 5))
+    value = inter_class_angle(ops.cast(ops.convert_to_tensor(kernel), "bfloat16"))
+    assert_close(value, oracle_inter(kernel), rtol=1e-2)
+
+
+@agnostic
+def test_hypersphere_losses_save_and_reload(tmp_path):
+    inputs = keras.Input((5,))
+    embeddings = keras.layers.Dense(4, name="embeddings")(inputs)
+    head = NormDense(3, kernel_regularizer=InterClassRegularizer(0.5), name="cosines")
+    model = keras.Model(inputs, {"cosines": head(embeddings), "embeddings": embeddings})
+    model.compile(
+        optimizer="sgd",
+        loss={"cosines": IntraLoss(), "embeddings": TripletLoss(0.3, "semi_hard")},
+    )
+    labels, x = triplet_batch(9, identities=3, per_identity=2)
+    before = model.evaluate(x, {"cosines": labels, "embeddings": labels}, verbose=0)
+    path = str(tmp_path / "hypersphere.keras")
+    model.save(path)
+    reloaded = keras.saving.load_model(path)
+    after = reloaded.evaluate(x, {"cosines": labels, "embeddings": labels}, verbose=0)
+    np.testing.assert_allclose(after, before, rtol=1e-5)
+    regularizer = reloaded.get_layer("cosines").kernel_regularizer
+    assert isinstance(regularizer, InterClassRegularizer) and regularizer.weight == 0.5
+
+
 def docs_blocks():
     with open(DOCS, encoding="utf-8") as handle:
         text = handle.read()
