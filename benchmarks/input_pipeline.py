@@ -105,15 +105,23 @@ def main(argv=None):
         for name, build in pipelines.items():
             rates[name].append(rate(build(), args.batch_size, args.warmup, args.batches))
     medians = {name: statistics.median(values) for name, values in rates.items()}
+    # On a shared machine the best round is the least disturbed one.
+    bests = {name: max(values) for name, values in rates.items()}
     bare = medians["bare decode"]
     print(
         f"\n{manifest['num_images']} images of 112x112 JPEG, batch {args.batch_size}, "
         f"{os.cpu_count()} CPUs\n"
     )
-    print("| pipeline | img/s (median) | runs | x bare decode |\n|---|---|---|---|")
+    print(
+        "| pipeline | img/s (median) | img/s (best) | runs | x bare (median) | x bare (best) |"
+        "\n|---|---|---|---|---|---|"
+    )
     for name, value in medians.items():
         runs = ", ".join(f"{v:.0f}" for v in rates[name])
-        print(f"| {name} | {value:.0f} | {runs} | {value / bare:.2f} |")
+        print(
+            f"| {name} | {value:.0f} | {bests[name]:.0f} | {runs} | {value / bare:.2f} | "
+            f"{bests[name] / bests['bare decode']:.2f} |"
+        )
     result = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "machine": {
@@ -132,8 +140,10 @@ def main(argv=None):
         ),
         "batch_size": args.batch_size,
         "img_per_s": medians,
+        "img_per_s_best": bests,
         "runs": rates,
         "ratio_to_bare_decode": medians["make_dataset (training)"] / bare,
+        "ratio_to_bare_decode_best": bests["make_dataset (training)"] / bests["bare decode"],
         "targets": {"img_per_s": 3000, "ratio_to_bare_decode": 0.8},
     }
     path = os.path.join(

@@ -293,6 +293,9 @@ def _make_decoder(tf, *, num_classes, image_size, on_error, augment, base_seed, 
                 index,
             )
         params = _random_params(tf, seed, augment, image_size)
+        if augment.horizontal_flip:
+            # Per element: a batched tf.where with a broadcast mask is ~10x slower.
+            image = tf.cond(params[_FLIP] > 0.5, lambda: tf.reverse(image, axis=[1]), lambda: image)
         return image, tf.cast(label, tf.int32), params, ok
 
     return decode
@@ -303,9 +306,6 @@ def _make_batch_augmenter(tf, augment, image_size):
 
     def apply(images, labels, params, ok):
         del ok  # bad elements were already raised on or filtered out
-        if augment.horizontal_flip:  # on uint8: a quarter of the bytes to move
-            flip = params[:, _FLIP][:, None, None, None] > 0.5
-            images = tf.where(flip, tf.reverse(images, axis=[2]), images)
         images = tf.cast(images, tf.float32)
         if augment.crop_resize:
             boxes = params[:, _CROP : _CROP + 4]
@@ -337,8 +337,10 @@ def _erase(tf, images, params, height, width):
     inside_y = (ys[None, :] >= box[:, 0:1]) & (ys[None, :] < box[:, 2:3])
     inside_x = (xs[None, :] >= box[:, 1:2]) & (xs[None, :] < box[:, 3:4])
     mask = inside_y[:, :, None] & inside_x[:, None, :] & (params[:, _ERASE] > 0.5)[:, None, None]
-    # The erased patch takes a mid grey, the usual choice for 0..255 face crops.
-    return tf.where(mask[..., None], tf.fill(tf.shape(images), 127.5), images)
+    # The erased patch takes a mid grey, the usual choice for 0..255 face crops. Arithmetic
+    # blending broadcasts much faster than tf.where.
+    mask = tf.cast(mask, images.dtype)[..., None]
+    return images * (1.0 - mask) + 127.5 * mask
 
 
 def make_dataset(
