@@ -18,11 +18,17 @@ import subprocess
 import keras
 import numpy as np
 import pytest
-from keras_arcface.export import ParityGateError, check_export, check_parity, export_model
+from keras_arcface.export import (
+    ParityGateError,
+    check_export,
+    check_parity,
+    draw_sample_images,
+    export_model,
+)
 from PIL import Image
 
 from keras_arcface.cli import main as cli_main
-from keras_arcface.data import render_identities, write_bin
+from keras_arcface.data import ImageRecord, render_identities, write_bin, write_records
 from keras_arcface.inference import Embedder
 from keras_arcface.models import get_backbone
 
@@ -69,11 +75,13 @@ def small_model(faces):
 
 @pytest.fixture(scope="module")
 def pair_bin(tmp_path_factory, faces, small_model):
-    """A pair set with clear margins: genuine pairs are an image and a noisy copy, impostors
-    are other identities' images the Keras model places at cosine < 0.5.
+    """A pair set the Keras model separates with a wide margin.
 
-    An untrained net sits near chance on real pairs, where any rounding flips a pair; clear
-    margins keep the accuracy gate about the export rather than about luck at the threshold.
+    Genuine pairs repeat an image; impostors pair it with another identity's image that the
+    Keras model places at cosine < 0.5. The protocol picks the first threshold with the best
+    training-fold accuracy, i.e. right at the edge of the genuine distances, so on an untrained
+    net (near chance on real pairs) any rounding would flip pairs there; a wide margin keeps
+    the accuracy gate about the export rather than about luck at the threshold.
     """
     images, labels = faces
     embeddings = _oracle(small_model, images)
@@ -82,8 +90,7 @@ def pair_bin(tmp_path_factory, faces, small_model):
     for k in range(100):
         a = rng.integers(len(images))
         if k % 2 == 0:
-            noisy = images[a].astype(np.int16) + rng.integers(-4, 5, images[a].shape)
-            second = np.clip(noisy, 0, 255).astype(np.uint8)
+            second = images[a]
         else:
             far = (labels != labels[a]) & (embeddings @ embeddings[a] < 0.5)
             second = images[rng.choice(np.flatnonzero(far))]
@@ -376,6 +383,22 @@ def test_gate_fails_on_a_broken_export_and_the_cli_names_it(small_run, faces, tm
     assert json.loads((out / "parity_report.json").read_text())["failed"] == ["onnx"]
 
 
+def test_gate_compares_verification_accuracy(small_run, pair_bin, faces):
+    from keras_arcface.data import load_bin
+
+    model, out, _ = small_run
+    artifacts = [("onnx", out / "model.onnx", "float32")]
+    pairs = load_bin(pair_bin)
+    reference = Embedder.from_model(model)
+    report = check_parity(reference, artifacts, faces[0][:4], pair_set=pairs)
+    assert report.passed and report.artifacts[0].accuracy == report.keras_accuracy == 1.0
+    # A reference accuracy 10 points away must trip the accuracy gate alone.
+    report = check_parity(reference, artifacts, faces[0][:4], pair_set=pairs, keras_accuracy=0.9)
+    assert not report.passed
+    assert report.failed[0].reasons == ["accuracy 100.00% vs Keras 90.00%"]
+    assert report.failed[0].accuracy_delta_points == pytest.approx(10.0)
+
+
 def _write_pngs(images, folder):
     paths = []
     for i, image in enumerate(images):
@@ -470,3 +493,20 @@ def test_tensorflow_serving_rest_predict(small_run, faces, tmp_path):
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_sample_images_come_from_the_runs_tfrecords(tmp_path, faces):
+    images, labels = faces[0][:12], faces[1][:12]
+    records = [
+        ImageRecord(_png(image), int(label), image_format="png")
+        for image, label in zip(images, labels - labels.min())
+    ]
+    names = [f"id{i}" for i in range(int(np.ptp(labels)) + 1)]
+    write_records(tmp_path / "train", records, class_names=names, num_images=12, progress=False)
+    sample, source = draw_sample_images(8, data_dir=tmp_path / "train")
+    assert sample.shape == (8, 112, 112, 3) and sample.dtype == np.float32
+    assert "TFRecords" in source
+    # Every drawn image is one of the stored ones, losslessly (PNG), and they are distinct.
+    stored = {image.tobytes() for image in images}
+    assert {image.astype(np.uint8).tobytes() for image in sample} <= stored
+    assert len({image.tobytes() for image in sample}) == 8
