@@ -8,16 +8,17 @@ the script times
   softmax cross-entropy -> gradients -> SGD(momentum 0.9) update, the same work the
   PyTorch reference measurement did (1000 classes, float32, 112x112).
 
-``--bn both`` adds training rows whose backbones use plain ``keras.layers.BatchNormalization``
-instead of the fused ``FastBatchNormalization`` (an ablation; inference is the same op either
-way).
+``--bn both`` adds training rows (without XLA) whose backbones use plain
+``keras.layers.BatchNormalization`` instead of the fused ``FastBatchNormalization`` (an
+ablation; inference runs the same ops either way).
 
-Each measurement runs ``--warmup`` steps, then ``--repeats`` rounds of ``--steps`` steps;
-the reported img/s is the median over rounds. It prints a markdown table and writes
+Each measurement traces the step, runs ``--warmup`` untimed steps, then ``--repeats`` rounds
+of at least ``--round-seconds`` each (whole steps); the reported img/s is the median over
+rounds. It prints a markdown table and writes
 ``benchmarks/results/backbone_throughput.json``.
 
 Usage:
-    python benchmarks/backbone_throughput.py                     # r50, mbf, small at batch 32
+    python benchmarks/backbone_throughput.py --bn both           # r50, mbf, small at batch 32
     python benchmarks/backbone_throughput.py --presets small --batch-size 64 --xla off
 """
 
@@ -50,15 +51,17 @@ REFERENCE_IMG_PER_S = {
 NUM_CLASSES = 1000
 
 
-def _time_rounds(step, warmup, steps, repeats, batch_size):
+def _time_rounds(step, warmup, round_seconds, repeats, batch_size):
+    """Runs ``warmup`` steps, then ``repeats`` rounds of at least ``round_seconds`` each."""
     for _ in range(warmup):
         step()
     rates = []
     for _ in range(repeats):
-        start = time.perf_counter()
-        for _ in range(steps):
+        count, start = 0, time.perf_counter()
+        while count == 0 or time.perf_counter() - start < round_seconds:
             step()
-        rates.append(steps * batch_size / (time.perf_counter() - start))
+            count += 1
+        rates.append(count * batch_size / (time.perf_counter() - start))
     return statistics.median(rates), rates
 
 
@@ -74,7 +77,7 @@ def batch_norm_layer(kind):
         blocks.FastBatchNormalization = saved
 
 
-def measure(preset, mode, jit_compile, batch_size, warmup, steps, repeats, bn="fused"):
+def measure(preset, mode, jit_compile, batch_size, warmup, round_seconds, repeats, bn="fused"):
     """Returns (median img/s, all rounds) of one preset in one mode."""
     keras.backend.clear_session()
     with batch_norm_layer(bn):
@@ -112,7 +115,7 @@ def measure(preset, mode, jit_compile, batch_size, warmup, steps, repeats, bn="f
         def step():
             train_step(images, labels).numpy()
 
-    return _time_rounds(step, warmup, steps, repeats, batch_size)
+    return _time_rounds(step, warmup, round_seconds, repeats, batch_size)
 
 
 def _machine():
@@ -143,8 +146,10 @@ def main(argv=None):
     parser.add_argument("--xla", choices=["both", "on", "off"], default="both")
     parser.add_argument("--bn", choices=["fused", "keras", "both"], default="fused")
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--steps", type=int, default=2)
+    parser.add_argument("--warmup", type=int, default=1, help="untimed steps after tracing")
+    parser.add_argument(
+        "--round-seconds", type=float, default=10.0, help="each timed round runs this long"
+    )
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument(
         "--output",
@@ -160,13 +165,14 @@ def main(argv=None):
         for mode in args.modes
         for bn in (bn_kinds if mode == "train" else bn_kinds[:1])
         for jit in xla_modes
+        if bn == "fused" or not jit  # the Keras-BN ablation runs without XLA only
     ]
     machine_before = _machine()
     sizes = {preset: count_params_and_macs(preset) for preset in args.presets}
     rows = []
     for preset, mode, jit, bn in configs:
         median, rounds = measure(
-            preset, mode, jit, args.batch_size, args.warmup, args.steps, args.repeats, bn
+            preset, mode, jit, args.batch_size, args.warmup, args.round_seconds, args.repeats, bn
         )
         rows.append(
             {
