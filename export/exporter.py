@@ -76,6 +76,35 @@ def load_embedding_model(model_or_path):
     return KerasRuntime.from_path(path).model, path
 
 
+def as_float32_model(model):
+    """Returns ``model`` itself, or a float32 copy when it computes in float16/bfloat16.
+
+    Exports compute in float32 on every runtime (TFLite/ONNX CPU kernels and the quantisers
+    expect float32 graphs); a model trained under a mixed policy is cloned layer by layer with
+    ``dtype="float32"`` and given the same weights.
+
+    Args:
+        model: A Keras embedding model.
+
+    Example:
+    >>> as_float32_model(model).layers[-1].compute_dtype  # doctest: +SKIP
+    'float32'
+    """
+    import keras
+
+    if all(layer.dtype_policy.compute_dtype == "float32" for layer in model.layers):
+        return model
+
+    def float32_layer(layer):
+        config = layer.get_config()
+        config["dtype"] = "float32"
+        return layer.__class__.from_config(config)
+
+    clone = keras.models.clone_model(model, clone_function=float32_layer)
+    clone.set_weights(model.get_weights())
+    return clone
+
+
 def draw_sample_images(
     num_images,
     *,
@@ -292,7 +321,9 @@ def export_model(
     out_dir = os.fspath(out_dir)
     os.makedirs(out_dir, exist_ok=True)
     steps = _plan(formats, quantize)
-    written = _write_artifacts(model, out_dir, steps, calibration, opset, extra, progress)
+    written = _write_artifacts(
+        as_float32_model(model), out_dir, steps, calibration, opset, extra, progress
+    )
     report = check_parity(
         reference,
         [(name, path, precision) for name, _, precision, path, _ in written],

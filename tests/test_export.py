@@ -510,3 +510,29 @@ def test_sample_images_come_from_the_runs_tfrecords(tmp_path, faces):
     stored = {image.tobytes() for image in images}
     assert {image.astype(np.uint8).tobytes() for image in sample} <= stored
     assert len({image.tobytes() for image in sample}) == 8
+
+
+def test_mixed_precision_models_export_in_float32(faces, tmp_path):
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    keras.utils.set_random_seed(4)
+    model = _settle_batch_norm(get_backbone("small"), faces[0][:32], passes=2)
+    keras.mixed_precision.set_global_policy("float32")
+    assert any(layer.compute_dtype == "float16" for layer in model.layers)
+    report = export_model(
+        model,
+        tmp_path,
+        formats=("onnx",),
+        sample_images=faces[0][:8],
+        progress=False,
+        verbose=False,
+    )
+    assert report.passed
+    import onnx
+
+    graph = onnx.load(str(tmp_path / "model.onnx")).graph
+    assert graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    np.testing.assert_allclose(
+        Embedder.load(tmp_path / "model.onnx").embed(faces[0][:3]),
+        _oracle(model, faces[0][:3]),
+        atol=2e-3,
+    )
