@@ -49,11 +49,11 @@ def _weights(trainer):
 
 def test_fit_writes_the_run_folder(tmp_path):
     cfg = fx.experiment(
-        schedule={"epochs": 3}, evaluation={"every_steps": 30}, loss={"scale": 16.0, "margin": 0.2}
+        schedule={"epochs": 2}, evaluation={"every_steps": 20}, loss={"scale": 16.0, "margin": 0.2}
     )
     trainer = _trainer(cfg, tmp_path, verification_sets=[fx.pair_set()])
     result = trainer.fit()
-    assert result.step == trainer.derived.total_steps == 3 * (640 // 32)
+    assert result.step == trainer.derived.total_steps == 2 * (640 // 32)
     names = set(os.listdir(tmp_path))
     assert {
         "config.yaml",
@@ -67,9 +67,9 @@ def test_fit_writes_the_run_folder(tmp_path):
     assert os.listdir(tmp_path / "tensorboard")
     saved = yaml.safe_load(open(tmp_path / "config.yaml", encoding="utf-8"))
     assert saved["derived"]["global_batch_size"] == 32
-    assert saved["derived"]["total_steps"] == 60
+    assert saved["derived"]["total_steps"] == 40
     rows = list(csv.DictReader(open(tmp_path / "metrics.csv", encoding="utf-8")))
-    assert [int(r["step"]) for r in rows] == list(range(5, 61, 5))
+    assert [int(r["step"]) for r in rows] == list(range(5, 41, 5))
     assert float(rows[-1]["loss"]) < 0.7 * float(rows[0]["loss"])
     accs = [float(r["verify/toy/accuracy"]) for r in rows if r["verify/toy/accuracy"]]
     assert len(accs) == 2 and accs[-1] > 0.8  # well-separated prototypes
@@ -89,9 +89,10 @@ def test_existing_run_needs_resume(tmp_path):
 
 
 def test_resume_continues_exactly(tmp_path):
-    """Stop at step 13 and resume: same weights as an uninterrupted run (data, slots, lr)."""
+    """Stop at step 13 (epoch 1, batch 3) and resume: same weights as an uninterrupted run."""
     cfg = fx.experiment(
-        schedule={"total_steps": 26, "warmup_steps": 4},
+        data={"batch_size": 64},  # 10 steps per epoch: the resume crosses an epoch
+        schedule={"total_steps": 16, "warmup_steps": 4},
         checkpoint={"every_steps": 5},
         partial_fc={"sample_rate": 0.5},
     )
@@ -102,7 +103,7 @@ def test_resume_continues_exactly(tmp_path):
     resumed = _trainer(cfg, tmp_path / "b", resume=True)
     assert resumed.restored_from.endswith("ckpt-13")
     assert int(resumed.step.numpy()) == 13
-    assert resumed.fit().step == 26
+    assert resumed.fit().step == 16
     for a, b in zip(_weights(straight), _weights(resumed)):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
     steps = [int(r["step"]) for r in csv.DictReader(open(tmp_path / "b" / "metrics.csv"))]
@@ -154,11 +155,11 @@ def test_mirrored_two_devices_matches_one_device(tmp_path):
 
 @needs_two_devices
 def test_mirrored_fit_with_batch_norm_learns(tmp_path):
-    cfg = fx.experiment(data={"batch_size": 16}, schedule={"epochs": 2})
+    cfg = fx.experiment(data={"batch_size": 16}, schedule={"total_steps": 20})
     trainer = _trainer(cfg, tmp_path, strategy="mirrored")
     result = trainer.fit()
     rows = list(csv.DictReader(open(tmp_path / "metrics.csv", encoding="utf-8")))
-    assert result.step == 2 * (640 // 32)
+    assert result.step == 20
     assert float(rows[-1]["loss"]) < float(rows[0]["loss"])
 
 
