@@ -120,6 +120,17 @@ def test_both_paths_give_the_same_loss(easy_margin):
     expected_cos = oracle_cosines(ops.convert_to_numpy(body(x)), kernel)
     target = lambda c: arcface_target(c, 0.45, easy_margin)  # noqa: E731
     assert a == pytest.approx(margin_loss(y, expected_cos, target, 32.0), rel=1e-5)
+    # one SGD step from the same weights lands on the same weights: same gradients
+    variables = body.weights + head.weights
+    initial = [ops.convert_to_numpy(v) for v in variables]
+    functional.train_on_batch([x, y], y)
+    after_functional = [ops.convert_to_numpy(v) for v in variables]
+    for variable, value in zip(variables, initial):
+        variable.assign(value)
+    sequential.train_on_batch(x, y)
+    for value, before, expected in zip(variables, initial, after_functional):
+        assert not np.allclose(expected, before)
+        np.testing.assert_allclose(ops.convert_to_numpy(value), expected, rtol=1e-5, atol=1e-7)
 
 
 @agnostic
