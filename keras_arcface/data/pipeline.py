@@ -6,7 +6,7 @@ convention (normalisation happens inside every backbone).
 
 Layout of the training pipeline (``training=True``)::
 
-    epochs (range from start_epoch) --flat_map--> one epoch:
+    epochs (range from start_epoch, in order, next one opened ahead) --> one epoch:
         shard files --(shuffle, seeded per epoch)--> interleave TFRecordDataset
         --(shard by element if too few files)--> shuffle buffer (seeded per epoch)
         --> enumerate (element index feeds the augmentation seed)
@@ -462,7 +462,12 @@ def make_dataset(
         return records.enumerate().map(plain(lambda index, record: (epoch, index, record)))
 
     epochs = tf.data.Dataset.range(int(start_epoch), 2**62 if repeat else int(start_epoch) + 1)
-    dataset = epochs.flat_map(plain(one_epoch))
+    # Epochs run strictly in order (cycle_length=1, deterministic), but the parallel
+    # interleave opens the next epoch ahead of time, so its file reads and shuffle-buffer
+    # fill overlap the current epoch instead of stalling the stream at the boundary.
+    dataset = epochs.interleave(
+        plain(one_epoch), cycle_length=1, num_parallel_calls=1, deterministic=True
+    )
     if skip_examples:
         dataset = dataset.skip(int(skip_examples))
     if error_counter is not None:
