@@ -232,7 +232,7 @@ def _mismatch(name, expected, received, arch):
 
 
 def _plan(model, tensors, arch):
-    """Checks every tensor; returns {Keras layer: [(variable, value)]} and the names used."""
+    """Checks every tensor; returns the (variable, value) assignments and the names used."""
     prefix = _model_prefix(model)
     flatten_hwc = _flatten_hwc(model, prefix)
     plan, used, previous = {}, set(), None
