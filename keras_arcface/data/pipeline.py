@@ -28,7 +28,7 @@ from keras_arcface.data.schema import KEY_ENCODED, KEY_LABEL, KEY_SOURCE_ID
 
 AUTOTUNE = -1
 DEFAULT_SHUFFLE_BUFFER = 8192
-# Size of the vector of per-element random parameters carried to the batched step.
+# Slots of the per-element vector of uniforms carried to the batched step.
 _FLIP, _BRIGHT, _CONTRAST, _SAT, _ERASE = 0, 1, 2, 3, 4
 _CROP = 9  # 4 values: y1, x1, y2, x2 (normalised box)
 _NUM_PARAMS = 13
@@ -184,37 +184,9 @@ def _plan_sharding(files, input_context):
     return files, (num, index)
 
 
-def _random_params(tf, seed, augment, image_size):
-    """Per-element random augmentation parameters, a float32 vector of _NUM_PARAMS.
-
-    One stateless draw of 13 uniforms feeds every enabled augmentation (cheap per element).
-    """
-    identity_box = [tf.constant(v) for v in (0.0, 0.0, 1.0, 1.0)]
-    if augment.is_identity:
-        return tf.stack([tf.constant(0.0)] * _CROP + identity_box)
-    u = tf.unstack(tf.random.stateless_uniform([_NUM_PARAMS], seed))
-    values = [tf.constant(0.0)] * _NUM_PARAMS
-    if augment.horizontal_flip:
-        values[_FLIP] = tf.cast(u[_FLIP] < 0.5, tf.float32)
-    values[_BRIGHT] = (2.0 * u[_BRIGHT] - 1.0) * (augment.brightness * 255.0)
-    values[_CONTRAST] = 1.0 + (2.0 * u[_CONTRAST] - 1.0) * augment.contrast
-    values[_SAT] = 1.0 + (2.0 * u[_SAT] - 1.0) * augment.saturation
-    if augment.erasing_probability > 0:
-        values[_ERASE] = tf.cast(u[_ERASE] < augment.erasing_probability, tf.float32)
-        values[_ERASE + 1 : _ERASE + 5] = _random_box(
-            tf, u[_ERASE + 1 : _ERASE + 5], augment.erasing_area, augment.erasing_aspect, image_size
-        )
-    values[_CROP : _CROP + 4] = (
-        _random_box(tf, u[_CROP : _CROP + 4], augment.crop_area, augment.crop_aspect, image_size)
-        if augment.crop_resize
-        else identity_box
-    )
-    return tf.stack(values)
-
-
 def _random_box(tf, uniforms, area_range, aspect_range, image_size):
     """A random normalised box [y1, x1, y2, x2] of given area and aspect inside [0, 1],
-    from four uniforms in [0, 1)."""
+    from four uniforms in [0, 1) (scalars or ``[B]`` tensors)."""
     import math
 
     height, width = image_size
@@ -284,18 +256,17 @@ def _make_decoder(tf, *, num_classes, image_size, on_error, augment, base_seed, 
                 lambda: tf.reshape(image, [height, width, 3]),
                 lambda: tf.zeros([height, width, 3], tf.uint8),
             )
-        seed = None
-        if not augment.is_identity:
-            seed = tf.random.experimental.stateless_fold_in(
-                tf.random.experimental.stateless_fold_in(
-                    tf.constant([base_seed, 0], tf.int64), epoch
-                ),
-                index,
-            )
-        params = _random_params(tf, seed, augment, image_size)
+        # Raw uniforms, one stateless Philox draw keyed by (seed, epoch) and the element's
+        # index; the batched step turns them into augmentation parameters (few per-element
+        # ops: each costs microseconds in a tf.data map).
+        if augment.is_identity:
+            params = tf.zeros([_NUM_PARAMS])
+        else:
+            key = tf.stack([epoch * 1_000_003 + base_seed, index])
+            params = tf.random.stateless_uniform([_NUM_PARAMS], key)
         if augment.horizontal_flip:
             # Per element: a batched tf.where with a broadcast mask is ~10x slower.
-            image = tf.cond(params[_FLIP] > 0.5, lambda: tf.reverse(image, axis=[1]), lambda: image)
+            image = tf.cond(params[_FLIP] < 0.5, lambda: tf.reverse(image, axis=[1]), lambda: image)
         return image, tf.cast(label, tf.int32), params, ok
 
     return decode
@@ -304,25 +275,50 @@ def _make_decoder(tf, *, num_classes, image_size, on_error, augment, base_seed, 
 def _make_batch_augmenter(tf, augment, image_size):
     height, width = image_size
 
-    def apply(images, labels, params, ok):
+    def apply(images, labels, uniforms, ok):
         del ok  # bad elements were already raised on or filtered out
         images = tf.cast(images, tf.float32)
+
+        def column(index):
+            return uniforms[:, index]
+
+        def per_image(values):
+            return values[:, None, None, None]
+
         if augment.crop_resize:
-            boxes = params[:, _CROP : _CROP + 4]
+            box = _random_box(
+                tf,
+                [column(_CROP + k) for k in range(4)],
+                augment.crop_area,
+                augment.crop_aspect,
+                image_size,
+            )
             indices = tf.range(tf.shape(images)[0])
-            images = tf.image.crop_and_resize(images, boxes, indices, [height, width])
+            images = tf.image.crop_and_resize(
+                images, tf.stack(box, axis=1), indices, [height, width]
+            )
         if augment.brightness:
-            images = images + params[:, _BRIGHT][:, None, None, None]
+            images = images + per_image((2.0 * column(_BRIGHT) - 1.0) * augment.brightness * 255.0)
         if augment.contrast:
             mean = tf.reduce_mean(images, axis=[1, 2, 3], keepdims=True)
-            images = (images - mean) * params[:, _CONTRAST][:, None, None, None] + mean
+            factor = 1.0 + (2.0 * column(_CONTRAST) - 1.0) * augment.contrast
+            images = (images - mean) * per_image(factor) + mean
         if augment.saturation:
             gray = tf.reduce_sum(
                 images * tf.constant([0.299, 0.587, 0.114]), axis=-1, keepdims=True
             )
-            images = gray + (images - gray) * params[:, _SAT][:, None, None, None]
+            factor = 1.0 + (2.0 * column(_SAT) - 1.0) * augment.saturation
+            images = gray + (images - gray) * per_image(factor)
         if augment.erasing_probability:
-            images = _erase(tf, images, params, height, width)
+            box = _random_box(
+                tf,
+                [column(_ERASE + 1 + k) for k in range(4)],
+                augment.erasing_area,
+                augment.erasing_aspect,
+                image_size,
+            )
+            chosen = column(_ERASE) < augment.erasing_probability
+            images = _erase(tf, images, tf.stack(box, axis=1), chosen, height, width)
         if augment.brightness or augment.contrast or augment.saturation:
             images = tf.clip_by_value(images, 0.0, 255.0)
         return images, labels
@@ -330,13 +326,12 @@ def _make_batch_augmenter(tf, augment, image_size):
     return apply
 
 
-def _erase(tf, images, params, height, width):
+def _erase(tf, images, box, chosen, height, width):
     ys = (tf.range(height, dtype=tf.float32) + 0.5) / height
     xs = (tf.range(width, dtype=tf.float32) + 0.5) / width
-    box = params[:, _ERASE + 1 : _ERASE + 5]
     inside_y = (ys[None, :] >= box[:, 0:1]) & (ys[None, :] < box[:, 2:3])
     inside_x = (xs[None, :] >= box[:, 1:2]) & (xs[None, :] < box[:, 3:4])
-    mask = inside_y[:, :, None] & inside_x[:, None, :] & (params[:, _ERASE] > 0.5)[:, None, None]
+    mask = inside_y[:, :, None] & inside_x[:, None, :] & chosen[:, None, None]
     # The erased patch takes a mid grey, the usual choice for 0..255 face crops. Arithmetic
     # blending broadcasts much faster than tf.where.
     mask = tf.cast(mask, images.dtype)[..., None]
