@@ -299,7 +299,7 @@ def verify(backbone, data):
             embed_fn, data.test_images, batch_size=256, progress=False, flip=True
         )
     except ValueError:  # non-finite embeddings: the run diverged
-        return {"accuracy": float("nan"), "fold_std": float("nan"), "tar": float("nan")}
+        return _failed_metrics()
     fused = plain + mirror
     metrics = evaluation.verification_metrics(
         fused[data.pair_index[:, 0]],
@@ -315,6 +315,20 @@ def verify(backbone, data):
     }
 
 
+def _failed_metrics():
+    """The metrics of a run that diverged (non-finite loss or embeddings)."""
+    return {"accuracy": float("nan"), "fold_std": float("nan"), "tar": float("nan")}
+
+
+def _fresh_model(row, config, data, seed):
+    """A new backbone and objective for ``row``, from a clean Keras session and ``seed``."""
+    import keras
+
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(seed)
+    return build_backbone(config), build_objective(row, data.num_classes, config.scale)
+
+
 def run_once(row, config, data, seed, steps):
     """Trains one row with one seed for ``steps`` steps and verifies it.
 
@@ -322,12 +336,7 @@ def run_once(row, config, data, seed, steps):
         dict with the seed, accuracy, fold std, TAR@FAR=1e-2, first/last loss, steps,
         train seconds and whether the loss stayed finite.
     """
-    import keras
-
-    keras.backend.clear_session()
-    keras.utils.set_random_seed(seed)
-    backbone = build_backbone(config)
-    objective = build_objective(row, data.num_classes, config.scale)
+    backbone, objective = _fresh_model(row, config, data, seed)
     result = train(
         backbone,
         objective,
@@ -337,7 +346,7 @@ def run_once(row, config, data, seed, steps):
         config=config.trainer,
         seed=seed,
     )
-    metrics = verify(backbone, data) if result.finite else verify_failed()
+    metrics = verify(backbone, data) if result.finite else _failed_metrics()
     return {
         "seed": seed,
         **metrics,
@@ -349,35 +358,25 @@ def run_once(row, config, data, seed, steps):
     }
 
 
-def verify_failed():
-    """The metrics of a run whose loss went non-finite."""
-    return {"accuracy": float("nan"), "fold_std": float("nan"), "tar": float("nan")}
-
-
 def calibrate_steps(config, data, budget_seconds, probe_steps=20):
     """Converts a wall-clock budget into one step count, timed on the ArcFace row.
 
-    The probe is traced and warmed up first, so only steady-state steps are timed.
+    Two probes of 2 and 2 + ``probe_steps`` steps are timed; their difference is the
+    steady-state cost of ``probe_steps`` steps, without model building and tracing.
 
     Returns:
         ``(steps, seconds_per_step)``.
     """
     row = next(r for r in ROWS if r.label == "ArcFace (m=0.5)")
-    timings = [run_once_timing(row, config, data, n) for n in (2, 2 + probe_steps)]
+    timings = []
+    for steps in (2, 2 + probe_steps):  # the difference cancels building and tracing
+        backbone, objective = _fresh_model(row, config, data, seed=0)
+        trained = train(
+            backbone, objective, data.train_images, data.train_labels, steps, config.trainer
+        )
+        timings.append(trained.seconds)
     per_step = max((timings[1] - timings[0]) / probe_steps, 1e-4)
     return max(1, int(budget_seconds / per_step)), per_step
-
-
-def run_once_timing(row, config, data, steps):
-    import keras
-
-    keras.backend.clear_session()
-    keras.utils.set_random_seed(0)
-    backbone = build_backbone(config)
-    objective = build_objective(row, data.num_classes, config.scale)
-    return train(
-        backbone, objective, data.train_images, data.train_labels, steps, config.trainer
-    ).seconds
 
 
 # ----------------------------------------------------------------------------- the table

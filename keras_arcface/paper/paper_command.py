@@ -37,7 +37,10 @@ def add_arguments(parser):
     )
     budget = table.add_mutually_exclusive_group()
     budget.add_argument(
-        "--steps", type=int, default=None, help="training steps per run, same for every loss"
+        "--steps",
+        type=int,
+        default=None,
+        help="training steps per run, same for every loss (default 150; 4 with --reduced)",
     )
     budget.add_argument(
         "--budget-seconds",
@@ -45,7 +48,9 @@ def add_arguments(parser):
         default=None,
         help="wall seconds per run, converted once into one step count for every loss",
     )
-    table.add_argument("--seeds", type=int, default=None, help="seeds per loss (default 3)")
+    table.add_argument(
+        "--seeds", type=int, default=None, help="seeds per loss (default 3; 1 with --reduced)"
+    )
     table.add_argument(
         "--scale", type=float, default=None, help="scale s of every normalised loss (default 16)"
     )

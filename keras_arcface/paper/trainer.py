@@ -67,13 +67,13 @@ class Objective:
             ``NormDense``), or None for losses on the embeddings alone (Triplet).
         head_losses: losses called as ``loss(labels, head_output)``.
         embedding_losses: losses called as ``loss(labels, embeddings)``.
-        weights: optional dict ``{id(loss): weight}``; default weight 1.
 
-    The total is the sum of the terms plus any regularisation losses the head's layers
+    The total is the sum of the terms (each with weight 1, as in the paper's
+    combinations) plus any regularisation losses the head's layers
     registered (``head.losses``, e.g. an inter-class regulariser on the centres).
     """
 
-    def __init__(self, head=None, head_losses=(), embedding_losses=(), weights=None):
+    def __init__(self, head=None, head_losses=(), embedding_losses=()):
         if head is None and head_losses:
             raise ValueError("head_losses need a head to produce their inputs. Received: head=None")
         if not head_losses and not embedding_losses:
@@ -84,18 +84,17 @@ class Objective:
         self.head = head
         self.head_losses = tuple(head_losses)
         self.embedding_losses = tuple(embedding_losses)
-        self.weights = dict(weights or {})
 
     def __call__(self, labels, embeddings, training=True):
         total = 0.0
         if self.head is not None:
             output = self.head(embeddings, training=training)
             for loss in self.head_losses:
-                total = total + self.weights.get(id(loss), 1.0) * loss(labels, output)
+                total = total + loss(labels, output)
             for regulariser in self.head.losses:
                 total = total + regulariser
         for loss in self.embedding_losses:
-            total = total + self.weights.get(id(loss), 1.0) * loss(labels, embeddings)
+            total = total + loss(labels, embeddings)
         return total
 
 
@@ -235,29 +234,3 @@ def train(backbone, objective, images, labels, steps, config=None, seed=0, progr
         last_loss=last,
         finite=finite,
     )
-
-
-def embed(backbone, images, batch_size=256, flip_fusion=True):
-    """Embeddings of ``images`` (plus their horizontal flips, summed), L2-normalised.
-
-    This is the reference protocol's test-time fusion.
-
-    Args:
-        backbone: the embedding model.
-        images: ``[N, H, W, 3]`` array, 0..255.
-        batch_size: inference batch size (default 256).
-        flip_fusion: add the flipped image's embedding (default True).
-
-    Returns:
-        float32 array ``[N, D]`` of unit-norm embeddings.
-    """
-    outputs = []
-    for start in range(0, len(images), batch_size):
-        chunk = np.asarray(images[start : start + batch_size], dtype=np.float32)
-        embedding = np.asarray(backbone(chunk, training=False), dtype=np.float64)
-        if flip_fusion:
-            embedding = embedding + np.asarray(backbone(chunk[:, :, ::-1], training=False))
-        outputs.append(embedding)
-    embedding = np.concatenate(outputs, axis=0)
-    norm = np.linalg.norm(embedding, axis=1, keepdims=True)
-    return (embedding / np.maximum(norm, 1e-12)).astype(np.float32)
