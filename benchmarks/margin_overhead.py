@@ -106,6 +106,7 @@ def write_json(path, payload):
 
 def main(argv=None):
     args = parse_args(argv)
+    load_before = os.getloadavg()
     modes = [mode.strip() for mode in args.modes.split(",") if mode.strip()]
     for mode in modes:
         if mode not in ("graph", "xla"):
@@ -129,6 +130,17 @@ def main(argv=None):
             times[key].append(time_step(heads[key], embeddings, labels))
     median = {key: statistics.median(values) for key, values in times.items()}
     ratios = {mode: median[(mode, "arcface")] / median[(mode, "norm_softmax")] for mode in modes}
+    # On a contended machine noise only adds time: the ratio of minimums and the median of the
+    # per-repeat (adjacent in time) ratios are steadier than the ratio of medians.
+    min_ratios = {
+        mode: min(times[(mode, "arcface")]) / min(times[(mode, "norm_softmax")]) for mode in modes
+    }
+    paired_ratios = {
+        mode: statistics.median(
+            a / b for a, b in zip(times[(mode, "arcface")], times[(mode, "norm_softmax")])
+        )
+        for mode in modes
+    }
 
     print(
         f"\nbatch {args.batch}, dim {args.dim}, classes {args.classes}, "
@@ -142,9 +154,17 @@ def main(argv=None):
             f"| {mode} | {name} | {1e3 * median[key]:.1f} | {1e3 * min(times[key]):.1f} "
             f"| {median[key] / median[(mode, 'norm_softmax')]:.3f} |"
         )
+    load_after = os.getloadavg()
+    print(f"load average (1, 5, 15 min): before {load_before}, after {load_after}")
+    print("| compile | ratio of medians | median of paired ratios | ratio of minimums |")
+    print("|---|---|---|---|")
+    for mode in modes:
+        print(
+            f"| {mode} | {ratios[mode]:.3f} | {paired_ratios[mode]:.3f} | {min_ratios[mode]:.3f} |"
+        )
     for mode, ratio in ratios.items():
         verdict = "meets" if ratio <= 1.05 else "MISSES"
-        print(f"{mode}: ArcFace / Norm-Softmax = {ratio:.3f} ({verdict} the <= 1.05 target)")
+        print(f"{mode}: ArcFace / Norm-Softmax (medians) = {ratio:.3f} ({verdict} <= 1.05)")
 
     write_json(
         args.output,
@@ -153,11 +173,14 @@ def main(argv=None):
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "command": " ".join(["python", os.path.relpath(sys.argv[0])] + sys.argv[1:]),
             "machine": machine_info(),
+            "load_average_before_after": [load_before, load_after],
             "config": vars(args) | {"output": os.path.relpath(args.output)},
             "median_step_s": {f"{m}/{n}": v for (m, n), v in median.items()},
             "min_step_s": {f"{m}/{n}": min(v) for (m, n), v in times.items()},
             "step_times_s": {f"{m}/{n}": v for (m, n), v in times.items()},
             "ratio_arcface_over_norm_softmax": ratios,
+            "ratio_of_minimums": min_ratios,
+            "median_of_paired_ratios": paired_ratios,
             "target_ratio": 1.05,
             "meets_target": {mode: ratio <= 1.05 for mode, ratio in ratios.items()},
         },
