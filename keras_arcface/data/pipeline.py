@@ -9,7 +9,7 @@ Layout of the training pipeline (``training=True``)::
     epochs (range from start_epoch, in order, next one opened ahead) --> one epoch:
         shard files --(shuffle, seeded per epoch)--> interleave TFRecordDataset
         --(shard by element if too few files)--> shuffle buffer (seeded per epoch)
-        --> enumerate (element index feeds the augmentation seed)
+        --> enumerate from epoch * 2**32 (epoch and element index key the augmentation)
     --> skip(skip_examples) --> parallel parse + decode + checks + random parameters
     --> batch (drop_remainder) --> batched augmentation + float cast --> prefetch
 
@@ -32,6 +32,8 @@ DEFAULT_SHUFFLE_BUFFER = 8192
 _FLIP, _BRIGHT, _CONTRAST, _SAT, _ERASE = 0, 1, 2, 3, 4
 _CROP = 9  # 4 values: y1, x1, y2, x2 (normalised box)
 _NUM_PARAMS = 13
+# Element counters start at epoch * 2**32: one int64 keys (epoch, index in epoch).
+_EPOCH_STRIDE = 2**32
 
 
 @dataclasses.dataclass
@@ -213,7 +215,7 @@ def _make_decoder(tf, *, num_classes, image_size, on_error, augment, base_seed, 
     # All-JPEG datasets skip decode_image's format dispatch.
     decode_bytes = tf.io.decode_jpeg if jpeg_only else decode_any
 
-    def decode(epoch, index, serialized):
+    def decode(index, serialized):
         features = tf.io.parse_single_example(serialized, spec)
         label = features[KEY_LABEL]
         source = features[KEY_SOURCE_ID]
@@ -256,13 +258,13 @@ def _make_decoder(tf, *, num_classes, image_size, on_error, augment, base_seed, 
                 lambda: tf.reshape(image, [height, width, 3]),
                 lambda: tf.zeros([height, width, 3], tf.uint8),
             )
-        # Raw uniforms, one stateless Philox draw keyed by (seed, epoch) and the element's
-        # index; the batched step turns them into augmentation parameters (few per-element
+        # Raw uniforms, one stateless Philox draw keyed by (seed, epoch * 2**32 + index in
+        # the epoch); the batched step turns them into augmentation parameters (few per-element
         # ops: each costs microseconds in a tf.data map).
         if augment.is_identity:
             params = tf.zeros([_NUM_PARAMS])
         else:
-            key = tf.stack([epoch * 1_000_003 + base_seed, index])
+            key = tf.stack([tf.constant(base_seed, tf.int64), index])
             params = tf.random.stateless_uniform([_NUM_PARAMS], key)
         if augment.horizontal_flip:
             # Per element: a batched tf.where with a broadcast mask is ~10x slower.
@@ -454,9 +456,10 @@ def make_dataset(
             records = records.shard(*element_shard)
         if training and shuffle_buffer > 1:
             records = records.shuffle(shuffle_buffer, seed=epoch_seed)
-        return records.enumerate().map(plain(lambda index, record: (epoch, index, record)))
+        # One counter carries both the epoch and the position in it (no extra map stage).
+        return records.enumerate(start=tf.cast(epoch, tf.int64) * _EPOCH_STRIDE)
 
-    epochs = tf.data.Dataset.range(int(start_epoch), 2**62 if repeat else int(start_epoch) + 1)
+    epochs = tf.data.Dataset.range(int(start_epoch), 2**31 if repeat else int(start_epoch) + 1)
     # Epochs run strictly in order (cycle_length=1, deterministic), but the parallel
     # interleave opens the next epoch ahead of time, so its file reads and shuffle-buffer
     # fill overlap the current epoch instead of stalling the stream at the boundary.
@@ -467,9 +470,9 @@ def make_dataset(
         dataset = dataset.skip(int(skip_examples))
     if error_counter is not None:
 
-        def count_read(epoch, index, record):
+        def count_read(index, record):
             with tf.control_dependencies([error_counter._read.assign_add(1)]):
-                return epoch, tf.identity(index), record
+                return tf.identity(index), record
 
         dataset = dataset.map(plain(count_read))
     decode = _make_decoder(
