@@ -322,7 +322,7 @@ def test_mixed_precision_forward(policy, body_dtype):
     assert trained.dtype == "float32" and np.all(np.isfinite(np.asarray(trained)))
 
 
-@pytest.mark.parametrize("name", ["small", "mbf"])
+@pytest.mark.parametrize("name", ["small", pytest.param("mbf", marks=pytest.mark.slow)])
 def test_keras_round_trip(name, tmp_path):
     model = get_backbone(name)
     x = images(2)
