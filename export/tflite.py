@@ -73,8 +73,7 @@ def write_serving_saved_model(model, path):
     """
     import keras
 
-    archive = keras.export.ExportArchive()
-    archive.track(model)
+    archive = keras.export.ExportArchive()  # endpoints track their variables (see saved_model)
     archive.add_endpoint("serving_default", embedding_function(model))
     archive.write_out(os.fspath(path), verbose=False)
     return path

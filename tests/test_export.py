@@ -337,6 +337,16 @@ def test_mbf_artifacts_match_keras_in_their_runtimes(mbf_export, faces, batch):
     np.testing.assert_allclose(session.run(None, {"images": images})[0], expected, atol=2e-5)
 
 
+def test_saved_model_stores_each_weight_once(mbf_export):
+    import tensorflow as tf
+
+    model, out, _ = mbf_export
+    reader = tf.train.load_checkpoint(str(out / "saved_model" / "variables" / "variables"))
+    shapes = reader.get_variable_to_shape_map()
+    stored = sum(int(np.prod(s)) for name, s in shapes.items() if not name.startswith("_CHECK"))
+    assert stored == model.count_params()
+
+
 def _perturbed_copy(model):
     broken = keras.models.clone_model(model)
     weights = model.get_weights()
@@ -510,6 +520,21 @@ def test_sample_images_come_from_the_runs_tfrecords(tmp_path, faces):
     stored = {image.tobytes() for image in images}
     assert {image.astype(np.uint8).tobytes() for image in sample} <= stored
     assert len({image.tobytes() for image in sample}) == 8
+
+
+def test_tflite_and_onnx_inference_does_not_import_tensorflow(small_run):
+    _, out, _ = small_run
+    code = (
+        "import sys, numpy as np\n"
+        "from keras_arcface.inference import Embedder\n"
+        f"for path in [{str(out / 'model.onnx')!r}, {str(out / 'model_int8.tflite')!r}]:\n"
+        "    Embedder.load(path).embed(np.zeros((2, 112, 112, 3), np.uint8))\n"
+        "print(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))\n"
+    )
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip().splitlines()[-1] == "[]"
 
 
 def test_mixed_precision_models_export_in_float32(faces, tmp_path):
