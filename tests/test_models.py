@@ -22,6 +22,7 @@ from keras_arcface.models import (
 )
 from keras_arcface.models.blocks import conv2d
 from keras_arcface.models.fast_batch_normalization import FastBatchNormalization
+from keras_arcface.models.grouped_conv2d import GroupedConv2D
 
 # ---------------------------------------------------------------- closed-form oracles
 
@@ -218,6 +219,32 @@ def test_strided_conv_pads_like_pytorch():
             for o in range(3):
                 expected[i, j, o] = np.sum(patch * kernel[..., o])
     np.testing.assert_allclose(model(x)[0], expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("groups, filters, strides", [(2, 4, 1), (4, 8, 2), (2, 2, 1)])
+def test_grouped_conv_against_numpy_loop(groups, filters, strides):
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(2, 7, 7, 4)).astype("float32")
+    layer = GroupedConv2D(filters, 3, strides=strides, groups=groups, use_bias=True)
+    layer.build(x.shape)
+    kernel = rng.normal(size=layer.kernel.shape).astype("float32")
+    bias = rng.normal(size=(filters,)).astype("float32")
+    layer.set_weights([kernel, bias])
+    per_in, per_out = 4 // groups, filters // groups
+    size = (7 - 3) // strides + 1
+    expected = np.zeros((2, size, size, filters))
+    for o in range(filters):
+        group = o // per_out
+        for i in range(per_in):
+            c = group * per_in + i
+            for y in range(size):
+                for z in range(size):
+                    patch = x[:, y * strides : y * strides + 3, z * strides : z * strides + 3, c]
+                    expected[:, y, z, o] += np.sum(patch * kernel[:, :, i, o], axis=(1, 2))
+        expected[..., o] += bias[o]
+    np.testing.assert_allclose(layer(x), expected, atol=1e-4)
+    restored = GroupedConv2D.from_config(layer.get_config())
+    assert restored.groups == groups and isinstance(restored, keras.layers.Conv2D)
 
 
 def test_count_params_and_macs_by_hand():

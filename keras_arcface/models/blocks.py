@@ -17,6 +17,7 @@ Conventions that make imported PyTorch weights give the same numbers:
 import keras
 
 from keras_arcface.models.fast_batch_normalization import FastBatchNormalization
+from keras_arcface.models.grouped_conv2d import GroupedConv2D
 
 BN_EPSILON = 1e-5
 BN_MOMENTUM = 0.9
@@ -55,7 +56,8 @@ def conv2d(x, filters, kernel_size, strides, name, groups=1):
         if pad:
             x = keras.layers.ZeroPadding2D(pad, name=f"{name}_pad")(x)
         padding = "valid"
-    return keras.layers.Conv2D(
+    conv_class = GroupedConv2D if groups > 1 else keras.layers.Conv2D
+    return conv_class(
         filters,
         kernel_size,
         strides=strides,
