@@ -12,7 +12,9 @@ Public API:
 
 from keras_arcface.models.face_recognition_model import FaceRecognitionModel, build_face_model
 from keras_arcface.models.factory import get_backbone
+from keras_arcface.models.fast_batch_normalization import FastBatchNormalization
 from keras_arcface.models.flops import count_params_and_macs
+from keras_arcface.models.grouped_conv2d import GroupedConv2D
 from keras_arcface.models.heads import embedding_head, embedding_head_e, embedding_head_gdc
 from keras_arcface.models.insightface_import import load_insightface_weights
 from keras_arcface.models.iresnet import IRESNET_DEPTHS, iresnet
@@ -21,6 +23,8 @@ from keras_arcface.models.presets import PRESETS, list_presets
 
 __all__ = [
     "FaceRecognitionModel",
+    "FastBatchNormalization",
+    "GroupedConv2D",
     "IRESNET_DEPTHS",
     "PRESETS",
     "build_face_model",

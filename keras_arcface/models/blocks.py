@@ -16,7 +16,6 @@ Conventions that make imported PyTorch weights give the same numbers:
 
 import keras
 
-from keras_arcface.models.fast_batch_normalization import FastBatchNormalization
 from keras_arcface.models.grouped_conv2d import GroupedConv2D
 
 BN_EPSILON = 1e-5
@@ -30,9 +29,14 @@ def normalize_pixels(images, name):
     return keras.layers.Rescaling(scale=1.0 / 127.5, offset=-1.0, name=name)(images)
 
 
+# Keras' own layer: TensorFlow's fused kernel (FastBatchNormalization) made an iResNet-50
+# training step 2x slower on this CPU (benchmarks/backbone_throughput.py --bn both).
+BATCH_NORM_CLASS = keras.layers.BatchNormalization
+
+
 def batch_norm(x, name, scale=True, dtype=None):
-    """Batch normalisation with PyTorch's epsilon and momentum (fused kernel when training)."""
-    return FastBatchNormalization(
+    """Batch normalisation with PyTorch's epsilon and momentum."""
+    return BATCH_NORM_CLASS(
         momentum=BN_MOMENTUM, epsilon=BN_EPSILON, scale=scale, name=name, dtype=dtype
     )(x)
 

@@ -8,10 +8,12 @@ class FastBatchNormalization(keras.layers.BatchNormalization):
     """``keras.layers.BatchNormalization`` that trains with TensorFlow's fused kernel.
 
     Keras 3 computes batch statistics and the normalisation as separate ops and lets
-    autodiff build the backward pass; on CPU that costs several passes over every feature
-    map. Under the TensorFlow backend this layer uses ``FusedBatchNormV3`` (one forward and
-    one backward kernel) for channels-last training steps, which makes an iResNet training
-    step markedly faster (about 4x less BN time in a conv + BN microbenchmark here).
+    autodiff build the backward pass. Under the TensorFlow backend this layer uses
+    ``FusedBatchNormV3`` for channels-last training steps instead. It cuts BN time in a
+    conv + BN microbenchmark, but on this 2-core CPU a whole iResNet-50 training step ran
+    2x slower with it (``benchmarks/backbone_throughput.py --bn both``), so the backbones
+    use ``keras.layers.BatchNormalization``; this layer stays for that ablation and for
+    machines where the fused kernel wins.
 
     Everything else is the parent layer's: the weights, the moving-average update
     (``moving = moving * momentum + batch * (1 - momentum)``, biased batch variance), the
