@@ -120,6 +120,21 @@ def test_resume_with_start_epoch_and_skip(png_dataset):
         assert np.array_equal(ys, yr) and np.array_equal(xs, xr)
 
 
+def test_stream_ignores_a_global_tf_seed(png_dataset):
+    import tensorflow as tf
+
+    def labels(dataset):
+        return np.concatenate([y.numpy() for _, y in dataset.take(4)])
+
+    expected = labels(make_dataset(png_dataset, 4, seed=7, deterministic=True, start_epoch=1))
+    tf.random.set_seed(1234)
+    try:
+        seeded = make_dataset(png_dataset, 4, seed=7, deterministic=True, start_epoch=1)
+        assert np.array_equal(labels(seeded), expected)
+    finally:
+        tf.random.set_seed(None)
+
+
 def test_flip_augmentation_is_a_mirror_or_identity(png_folder, png_dataset):
     _, expected = png_folder
     originals = {key: None for key in expected}

@@ -202,6 +202,22 @@ def _random_box(tf, uniforms, area_range, aspect_range, image_size):
     return [y1, x1, y1 + box_h, x1 + box_w]
 
 
+def _seeded_shuffle(tf, dataset, buffer_size, seed):
+    """``dataset.shuffle`` with an explicit tensor seed, whatever the global TF seed is.
+
+    tf.data pairs an op seed with the graph's global seed and compares the pair with
+    ``(0, 0)`` in Python, which fails for a tensor seed once ``tf.random.set_seed`` (or
+    ``keras.utils.set_random_seed``) was called. The pipeline's seeds are explicit, so the
+    op is built as if no global seed were set: the stream does not depend on it.
+    """
+    graph = tf.compat.v1.get_default_graph()
+    saved, graph.seed = graph.seed, None
+    try:
+        return dataset.shuffle(buffer_size, seed=seed)
+    finally:
+        graph.seed = saved
+
+
 def _make_decoder(tf, *, num_classes, image_size, on_error, augment, base_seed, jpeg_only):
     full_spec = schema.feature_spec()
     # Parse only what the pipeline uses.
@@ -455,7 +471,7 @@ def make_dataset(
         if element_shard is not None:
             records = records.shard(*element_shard)
         if training and shuffle_buffer > 1:
-            records = records.shuffle(shuffle_buffer, seed=epoch_seed)
+            records = _seeded_shuffle(tf, records, shuffle_buffer, epoch_seed)
         # One counter carries both the epoch and the position in it (no extra map stage).
         return records.enumerate(start=tf.cast(epoch, tf.int64) * _EPOCH_STRIDE)
 
