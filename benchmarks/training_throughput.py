@@ -73,10 +73,10 @@ def main():
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf
-    from keras_arcface.training import config
-    from keras_arcface.training.trainer import Trainer
 
     from keras_arcface.data import make_dataset
+    from keras_arcface.training import config
+    from keras_arcface.training.trainer import Trainer
 
     train_dir = _data(args.data_dir, args.identities, args.images_per_identity)
     cfg = config.load_config(

@@ -6,6 +6,7 @@ import tempfile
 import time
 
 import numpy as np
+
 from keras_arcface.export.parity import (
     ParityGateError,
     ParityReport,
@@ -14,7 +15,6 @@ from keras_arcface.export.parity import (
 )
 from keras_arcface.export.signatures import check_embedding_model
 from keras_arcface.export.tflite import QUANTIZATIONS, check_quantization
-
 from keras_arcface.inference.contract import contract_metadata, write_json_atomic
 
 FORMATS = ("saved_model", "tflite", "onnx")
@@ -204,10 +204,11 @@ def _plan(formats, quantize):
 
 
 def _write_artifacts(model, out_dir, steps, calibration, opset, extra, progress):
+    from tqdm.auto import tqdm
+
     from keras_arcface.export.onnx import export_onnx
     from keras_arcface.export.saved_model import export_saved_model
     from keras_arcface.export.tflite import export_tflite, write_serving_saved_model
-    from tqdm.auto import tqdm
 
     written = []
     with tempfile.TemporaryDirectory() as scratch:

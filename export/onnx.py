@@ -14,7 +14,6 @@ import tempfile
 import warnings
 
 from keras_arcface.export.signatures import check_embedding_model
-
 from keras_arcface.inference.contract import (
     INPUT_NAME,
     METADATA_KEY,

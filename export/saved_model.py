@@ -8,7 +8,6 @@ from keras_arcface.export.signatures import (
     check_embedding_model,
     embedding_function,
 )
-
 from keras_arcface.inference.contract import (
     BYTES_SIGNATURE,
     contract_metadata,

@@ -15,8 +15,8 @@ import os
 import tempfile
 
 import numpy as np
-from keras_arcface.export.signatures import check_embedding_model, embedding_function
 
+from keras_arcface.export.signatures import check_embedding_model, embedding_function
 from keras_arcface.inference.contract import (
     METADATA_KEY,
     contract_metadata,

@@ -18,6 +18,10 @@ import subprocess
 import keras
 import numpy as np
 import pytest
+from PIL import Image
+
+from keras_arcface.cli import main as cli_main
+from keras_arcface.data import ImageRecord, render_identities, write_bin, write_records
 from keras_arcface.export import (
     ParityGateError,
     check_export,
@@ -25,10 +29,6 @@ from keras_arcface.export import (
     draw_sample_images,
     export_model,
 )
-from PIL import Image
-
-from keras_arcface.cli import main as cli_main
-from keras_arcface.data import ImageRecord, render_identities, write_bin, write_records
 from keras_arcface.inference import Embedder
 from keras_arcface.models import get_backbone
 

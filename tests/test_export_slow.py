@@ -8,9 +8,9 @@ import json
 import keras
 import numpy as np
 import pytest
-from keras_arcface.export import export_model
 
 from keras_arcface.data import render_identities
+from keras_arcface.export import export_model
 from keras_arcface.models import get_backbone
 
 pytestmark = pytest.mark.slow

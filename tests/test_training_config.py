@@ -4,6 +4,7 @@ import math
 
 import pytest
 import yaml
+
 from keras_arcface.training import config as C
 
 

@@ -9,6 +9,7 @@ import pytest
 import tensorflow as tf
 import training_fixtures as fx
 import yaml
+
 from keras_arcface.training.strategy import create_strategy
 from keras_arcface.training.trainer import NonFiniteLossError, Trainer
 

@@ -41,6 +41,7 @@ import time
 import keras
 import numpy as np
 import tensorflow as tf
+
 from keras_arcface.training import callbacks, checkpointing, schedules
 from keras_arcface.training import config as config_lib
 from keras_arcface.training.optimizers import (
