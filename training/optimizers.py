@@ -210,6 +210,8 @@ class CenterOptimizer(tf.Module):
             rows = var
             slot_1 = self.slot_1
             slot_2 = self.slot_2
+        elif self.kind == "sgd":
+            return self._sparse_sgd(var, tf.cast(values, tf.float32), indices, learning_rate)
         else:
             rows = tf.gather(var, indices)
             slot_1 = tf.gather(self.slot_1, indices)
@@ -247,3 +249,27 @@ class CenterOptimizer(tf.Module):
         if new_slot_2 is not None:
             self.slot_2.scatter_update(tf.IndexedSlices(new_slot_2, indices))
         return var.scatter_add(tf.IndexedSlices(delta, indices))
+
+    def _sparse_sgd(self, var, grad, indices, learning_rate):
+        # Sampled rows with SGD momentum: one fused kernel updates the momentum rows and the
+        # weight rows in place (m = mu*m - lr*g; w += m, or w += mu*m - lr*g with Nesterov),
+        # instead of gathering both, building five [S, D] temporaries and scattering back.
+        # Only the coupled decay needs the current rows (g + wd*w); the decoupled decay
+        # subtracts lr*wd*w (old rows) from the same rows first, which is the same sum.
+        if self.weight_decay:
+            rows = tf.gather(var, indices)
+            if self.coupled:
+                grad = grad + self.weight_decay * rows
+            else:
+                var.scatter_sub(tf.IndexedSlices(learning_rate * self.weight_decay * rows, indices))
+        tf.raw_ops.ResourceSparseApplyKerasMomentum(
+            var=var.handle,
+            accum=self.slot_1.handle,
+            lr=learning_rate,
+            grad=grad,
+            indices=indices,
+            momentum=tf.constant(self.momentum, tf.float32),
+            use_locking=False,
+            use_nesterov=self.nesterov,
+        )
+        return var
