@@ -5,11 +5,11 @@ import math
 import numpy as np
 import pytest
 import tensorflow as tf
+
+from keras_arcface import layers, losses
 from keras_arcface.training.optimizers import CenterOptimizer
 from keras_arcface.training.partial_fc import PartialFC
 from keras_arcface.training.schedules import WarmupDecay
-
-from keras_arcface import layers, losses
 
 SCALE = 16.0
 COSFACE_MARGIN = 0.35
@@ -129,6 +129,65 @@ def test_sampled_head_uses_positives_plus_random_negatives(batch):
     assert value == pytest.approx(oracle_loss(emb, centers, labels, columns=index), rel=1e-5)
     assert isinstance(g_centers, tf.IndexedSlices)
     np.testing.assert_array_equal(np.sort(g_centers.indices.numpy()), index)
+
+
+def test_sampled_gradients_match_numeric_oracle(batch):
+    """The hand-written cosine gradient of the sampled head against float64 differences."""
+    emb, centers, labels = batch
+    loss = losses.get("arcface", margin=0.5, scale=SCALE)
+    head = _head(centers, 0.8, seed=1)
+    index = head.sample(tf.constant(labels), 2).numpy()
+    value, g_emb, g_centers = _loss_and_grads(head, emb, labels, loss, step=2)
+
+    def oracle():  # ArcFace in float64: s*cos(theta + m) on the target, s*cos elsewhere
+        total = 0.0
+        for i, label in enumerate(labels):
+            e = e64[i] / np.sqrt(np.sum(e64[i] ** 2))
+            logits = []
+            for c in index:
+                cos = float(np.dot(e, c64[c] / np.sqrt(np.sum(c64[c] ** 2))))
+                if c == label:
+                    cos = math.cos(math.acos(min(1.0, max(-1.0, cos))) + 0.5)
+                logits.append(SCALE * cos)
+            top = max(logits)
+            total += top + math.log(sum(math.exp(v - top) for v in logits))
+            total -= logits[list(index).index(label)]
+        return total / len(labels)
+
+    e64, c64 = emb.copy(), centers.copy()
+    assert value == pytest.approx(oracle(), rel=1e-5)
+    want_emb = numeric_grad(oracle, e64)
+    want_centers = numeric_grad(oracle, c64)
+    np.testing.assert_allclose(g_emb, want_emb, rtol=2e-3, atol=2e-5)
+    dense = tf.math.unsorted_segment_sum(g_centers.values, g_centers.indices, len(centers))
+    np.testing.assert_allclose(dense.numpy(), want_centers, rtol=2e-3, atol=2e-5)
+    unsampled = np.setdiff1d(np.arange(len(centers)), index)
+    assert np.all(want_centers[unsampled] == 0.0)
+
+
+@pytest.mark.parametrize("nesterov", [False, True])
+@pytest.mark.parametrize("mode", ["coupled", "decoupled"])
+def test_center_optimizer_sparse_sgd_matches_formula(nesterov, mode):
+    """Sampled rows: m = mu*m - lr*(g [+ wd*w]); w += m (or mu*m - lr*g) [- lr*wd*w]."""
+    rng = np.random.default_rng(4)
+    w = rng.normal(size=(7, 3))
+    var = tf.Variable(w.astype("float32"))
+    opt = CenterOptimizer(
+        var, momentum=0.9, nesterov=nesterov, weight_decay=0.01, weight_decay_mode=mode
+    )
+    m = np.zeros_like(w)
+    for rows in ([0, 2, 5], [2, 6], [0, 2, 5]):
+        g = rng.normal(size=(len(rows), 3))
+        opt.apply(tf.IndexedSlices(tf.constant(g, tf.float32), tf.constant(rows)), 0.1)
+        for k, r in enumerate(rows):
+            grad = g[k] + (0.01 * w[r] if mode == "coupled" else 0.0)
+            m[r] = 0.9 * m[r] - 0.1 * grad
+            delta = 0.9 * m[r] - 0.1 * grad if nesterov else m[r]
+            if mode == "decoupled":
+                delta = delta - 0.1 * 0.01 * w[r]
+            w[r] = w[r] + delta
+    np.testing.assert_allclose(var.numpy(), w, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(opt.slot_1.numpy(), m, rtol=1e-5, atol=1e-6)
 
 
 def test_sample_never_drops_positives_when_rate_is_tiny():
