@@ -190,6 +190,21 @@ def test_center_optimizer_sparse_sgd_matches_formula(nesterov, mode):
     np.testing.assert_allclose(opt.slot_1.numpy(), m, rtol=1e-5, atol=1e-6)
 
 
+def test_sample_is_the_top_scores_of_its_seeded_draw():
+    """Large N takes the thresholded path; it must pick exactly the `count` largest scores
+    of the (seed, step) uniform draw, positives forced to the top, ties to the lower id."""
+    num_classes = 100_000
+    head = PartialFC(num_classes, 4, sample_rate=0.01, seed=9)
+    labels = np.array([5, 99_999, 5, 123, 40_000])
+    for step in (0, 7):
+        index = head.sample(tf.constant(labels), step).numpy()
+        seed = tf.constant([9, step], tf.int64)
+        scores = tf.random.stateless_uniform([num_classes], seed=seed).numpy().astype(np.float64)
+        scores[labels] = 2.0
+        order = np.lexsort((np.arange(num_classes), -scores))  # by score desc, then id
+        np.testing.assert_array_equal(index, np.sort(order[:1000]))
+
+
 def test_sample_never_drops_positives_when_rate_is_tiny():
     head = PartialFC(1000, 4, sample_rate=0.001)
     head.build((None, 4))
