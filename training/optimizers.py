@@ -12,8 +12,9 @@ PReLU parameters included, as the reference recipes do.
 
 The class-centre matrix (``[num_classes, D]``, up to millions of rows) gets its own
 :class:`CenterOptimizer` so that Partial FC updates only the sampled rows: the gradient
-arrives as ``tf.IndexedSlices``, the rows of the weights and of the optimiser slots are
-gathered, updated and scattered back. Momentum (and Adam moments) of rows that were not
+arrives as ``tf.IndexedSlices`` and only those rows of the weights and of the optimiser
+slots change (SGD: one fused in-place kernel, ``ResourceSparseApplyKerasMomentum``; AdamW:
+gathered, updated and scattered back). Momentum (and Adam moments) of rows that were not
 sampled in a step are left as they are -- "lazy" momentum, as in the reference Partial FC
 (v1), which keeps momentum only for the sampled centres. With ``sample_rate=1.0`` every row
 is updated every step and the update equals the dense SGD/AdamW formula.

@@ -11,7 +11,9 @@ update of the ``[N, D]`` centre matrix dominate a training step. Each step here:
    worker picks the same subset without communicating;
 3. gathers those rows of the centre matrix (``tf.gather``: the gradient reaches the matrix
    as ``tf.IndexedSlices`` and only those rows are updated, see
-   ``optimizers.CenterOptimizer``), L2-normalises rows and embeddings, computes the cosines;
+   ``optimizers.CenterOptimizer``), L2-normalises the embeddings and computes the cosines
+   against the L2-normalised rows (the row norms scale the matmul output, with a
+   hand-written gradient, so no normalised copy of the rows is built);
 4. remaps labels to their column in the subset and hands ``(labels, cosine)`` to the margin
    loss (``loss.logits`` + cross-entropy, in float32).
 
