@@ -4,8 +4,8 @@ For each backbone (default mbf and r50) the script exports the embedding model t
 TFLite (float32, float16, int8) and ONNX, then times each runtime on the same float32 batch:
 latency is the median time of one batch-1 call (ms), throughput is images per second at
 batch 32 (median over repeats). The Keras model runs through ``predict_on_batch``. Only the
-model call is timed (no image decoding). Compared with the PyTorch reference numbers of
-``shared/REFERENCES.md`` (2 threads, same CPU type). Targets: TFLite float32 mbf batch-1
+model call is timed (no image decoding). Compared with the PyTorch reference implementation
+measured on this machine type (2 threads, same CPU type). Targets: TFLite float32 mbf batch-1
 latency <= 15 ms; the best exported format beats PyTorch.
 
 Usage:
@@ -28,7 +28,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-# PyTorch reference (REFERENCES.md section 4): img/s at batch 32 and batch 1, 2 threads, fp32.
+# PyTorch reference implementation on this machine type: img/s at batch 32 and 1, fp32.
 PYTORCH_REFERENCE = {"r50": {"b32": 7.2, "b1": 6.7}, "mbf": {"b32": 49.0, "b1": 28.0}}
 FORMATS = ("keras", "saved_model", "tflite_float32", "tflite_float16", "tflite_int8", "onnx")
 MBF_TFLITE_FP32_TARGET_MS = 15.0

@@ -1,6 +1,6 @@
 """RecordIO (.rec/.idx) conversion against an independent writer written here.
 
-The writer follows the format description (REFERENCES.md section 3), not the package's
+The writer follows the MXNet RecordIO format description, not the package's
 reader: chunk = magic, (cflag << 29) | length, payload, zero pad to 4; a payload is split
 at every 4-byte-aligned occurrence of the magic word, the magic itself is dropped, parts are
 flagged 1 (first), 2 (middle), 3 (last).

@@ -1,6 +1,6 @@
 """InsightFace / MXNet RecordIO (``.rec`` + ``.idx``) without mxnet.
 
-Facts (REFERENCES.md section 3):
+The format, as MXNet writes it:
 
 * A chunk is ``[u32 magic 0xCED7230A][u32 (cflag << 29) | length][payload][pad to 4]``,
   little-endian. ``cflag`` 0 is a whole record; 1, 2, 3 are the first, middle and last
