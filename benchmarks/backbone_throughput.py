@@ -25,12 +25,9 @@ Usage:
 import argparse
 import contextlib
 import datetime
-import json
 import os
-import platform
 import statistics
 import sys
-import tempfile
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -38,6 +35,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from _results import machine_info, write_json  # noqa: E402
 
 from keras_arcface.models import blocks, count_params_and_macs, get_backbone  # noqa: E402
 from keras_arcface.models.fast_batch_normalization import FastBatchNormalization  # noqa: E402
@@ -119,27 +117,6 @@ def measure(preset, mode, jit_compile, batch_size, warmup, round_seconds, repeat
     return _time_rounds(step, warmup, round_seconds, repeats, batch_size)
 
 
-def _machine():
-    return {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "python": sys.version.split()[0],
-        "tensorflow": tf.__version__,
-        "keras": keras.__version__,
-        # Other work on the cores skews absolute numbers; recorded to judge them.
-        "load_average_1_5_15_min": [round(v, 2) for v in os.getloadavg()],
-    }
-
-
-def _write_json(path, payload):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
-    with os.fdopen(handle, "w") as out:
-        json.dump(payload, out, indent=2)
-    os.replace(tmp, path)
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--presets", nargs="+", default=["r50", "mbf", "small"])
@@ -168,7 +145,7 @@ def main(argv=None):
         for jit in xla_modes
         if bn == "keras" or not jit  # the fused-BN ablation runs without XLA only
     ]
-    machine_before = _machine()
+    machine_before = machine_info(tensorflow=tf.__version__, keras=keras.__version__)
     sizes = {preset: count_params_and_macs(preset) for preset in args.presets}
     rows = []
     for preset, mode, jit, bn in configs:
@@ -203,12 +180,12 @@ def main(argv=None):
             f"{row['img_per_s']:.2f} | "
             f"{reference if reference is not None else '-'} |"
         )
-    _write_json(
+    write_json(
         args.output,
         {
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "machine": machine_before,
-            "load_average_after": _machine()["load_average_1_5_15_min"],
+            "load_average_after": [round(value, 2) for value in os.getloadavg()],
             "command": " ".join([os.path.basename(sys.argv[0])] + (argv or sys.argv[1:])),
             "results": rows,
         },

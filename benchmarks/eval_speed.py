@@ -18,14 +18,13 @@ Timings are medians over repeats. Prints a markdown table and writes
 
 import argparse
 import datetime
-import json
 import os
-import platform
 import statistics
 import sys
 import time
 
 import numpy as np
+from _results import machine_info, write_json
 
 from keras_arcface.evaluation import identification_metrics, search, verification_metrics
 
@@ -92,30 +91,6 @@ def timed(function, repeats):
         walls.append(time.perf_counter() - start_wall)
         cpus.append(time.process_time() - start_cpu)
     return walls, cpus
-
-
-def machine_info():
-    cpu = platform.processor()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            cpu = next(line.split(":", 1)[1].strip() for line in handle if "model name" in line)
-    except (OSError, StopIteration):
-        pass
-    return {
-        "cpu": cpu,
-        "cpu_count": os.cpu_count(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-    }
-
-
-def write_json(path, payload):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    temporary = f"{path}.tmp"
-    with open(temporary, "w", encoding="utf-8") as handle:
-        json.dump(payload, handle, indent=2)
-    os.replace(temporary, path)
 
 
 def main(argv=None):
@@ -227,7 +202,7 @@ def main(argv=None):
             "benchmark": "eval_speed",
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "command": " ".join([os.path.relpath(sys.argv[0])] + sys.argv[1:]),
-            "machine": machine_info(),
+            "machine": machine_info(numpy=np.__version__),
             "config": vars(args) | {"output": os.path.relpath(args.output)},
             "results": results,
         },

@@ -16,9 +16,7 @@ Prints a markdown table and writes ``benchmarks/results/margin_overhead.json``.
 
 import argparse
 import datetime
-import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -29,6 +27,7 @@ os.environ["KERAS_BACKEND"] = "tensorflow"
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from _results import machine_info, write_json  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from keras_arcface.layers import NormDense  # noqa: E402
@@ -77,31 +76,6 @@ def time_step(step, embeddings, labels):
     value, grad = step(embeddings, labels)
     _ = value.numpy(), grad.numpy()  # wait for the result
     return time.perf_counter() - start
-
-
-def machine_info():
-    cpu = platform.processor()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            cpu = next(line.split(":", 1)[1].strip() for line in handle if "model name" in line)
-    except (OSError, StopIteration):
-        pass
-    return {
-        "cpu": cpu,
-        "cpu_count": os.cpu_count(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "tensorflow": tf.__version__,
-        "keras": keras.__version__,
-    }
-
-
-def write_json(path, payload):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = f"{path}.tmp"
-    with open(tmp, "w", encoding="utf-8") as handle:
-        json.dump(payload, handle, indent=2)
-    os.replace(tmp, path)
 
 
 def main(argv=None):
@@ -172,7 +146,7 @@ def main(argv=None):
             "benchmark": "margin_overhead",
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "command": " ".join(["python", os.path.relpath(sys.argv[0])] + sys.argv[1:]),
-            "machine": machine_info(),
+            "machine": machine_info(tensorflow=tf.__version__, keras=keras.__version__),
             "load_average_before_after": [load_before, load_after],
             "config": vars(args) | {"output": os.path.relpath(args.output)},
             "median_step_s": {f"{m}/{n}": v for (m, n), v in median.items()},
