@@ -21,12 +21,13 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
 import sys
 import time
+
+from _results import machine_info, write_json  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -150,16 +151,10 @@ def main():
     if target is not None and full is not None:
         verdict = "met" if target["speedup_vs_full"] >= 5 else "NOT met"
         print(f"\nTarget sample_rate 0.1 >= 5x faster than 1.0: {verdict}")
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
     payload = {
         "benchmark": "partial_fc",
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "machine": {
-            "platform": platform.platform(),
-            "processor": platform.processor(),
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-        },
+        "machine": machine_info(),
         "command": " ".join([os.path.basename(sys.executable)] + sys.argv),
         "num_classes": args.num_classes,
         "dim": args.dim,
@@ -168,9 +163,7 @@ def main():
     }
     if full is not None and full.get("reference"):
         payload["reference_full_ms"] = full["median_step_ms"]
-    with open(args.out + ".tmp", "w", encoding="utf-8") as handle:
-        json.dump(payload, handle, indent=2)
-    os.replace(args.out + ".tmp", args.out)
+    write_json(args.out, payload)
     return 0
 
 

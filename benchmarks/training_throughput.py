@@ -18,12 +18,12 @@ Prints a markdown table and writes benchmarks/results/training_throughput.json.
 import argparse
 import datetime
 import gc
-import json
 import os
-import platform
 import sys
 import tempfile
 import time
+
+from _results import machine_info, write_json  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -121,16 +121,10 @@ def main():
         f"\nratio tfrecords / in_memory = {ratio:.3f} (target >= 0.95: "
         f"{'met' if ratio >= 0.95 else 'NOT met'})"
     )
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
     payload = {
         "benchmark": "training_throughput",
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "machine": {
-            "platform": platform.platform(),
-            "processor": platform.processor(),
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-        },
+        "machine": machine_info(),
         "command": " ".join([os.path.basename(sys.executable)] + sys.argv),
         "backbone": args.backbone,
         "batch": args.batch,
@@ -138,9 +132,7 @@ def main():
         "best": best,
         "ratio": ratio,
     }
-    with open(args.out + ".tmp", "w", encoding="utf-8") as handle:
-        json.dump(payload, handle, indent=2)
-    os.replace(args.out + ".tmp", args.out)
+    write_json(args.out, payload)
     return 0
 
 
