@@ -82,6 +82,8 @@ setup(
         "keras>=3.13",
         "numpy>=1.26",
         "pillow>=10",
+        # Decodes 16-bit colour PNG/TIFF, which PIL cannot hold (keras_arcface.faces.photos).
+        "opencv-python-headless>=4.8",
         "pyyaml>=6",
         "tqdm>=4.66",
         "tensorboard>=2.16",

@@ -12,7 +12,7 @@ from PIL import Image
 from test_data_helpers import encode, noise_image, smooth_image
 
 from keras_arcface.data import DataError, UnsafePickleError, load_bin, read_pairs_txt, write_bin
-from keras_arcface.data.pairs import make_pairs, pairs_from_folder, write_pairs_bin
+from keras_arcface.data.pairs import PairList, make_pairs, pairs_from_folder, write_pairs_bin
 
 
 def _pil_decode(data):
@@ -185,3 +185,27 @@ def test_pairs_from_folder_to_bin_skips_bad_images(tmp_path):
     path, report = write_pairs_bin(pairs, tmp_path / "x.bin", on_error="skip")
     assert report.total == broken > 0
     assert load_bin(path).num_pairs == pairs.num_pairs - broken
+
+
+def test_sixteen_bit_images_are_scaled_in_bin_writing_and_reading(tmp_path):
+    # By hand: round(v * 255 / 65535) for v = 0, 200, 32768, 65280 -> 0, 1, 128, 254.
+    sixteen = np.zeros((4, 112, 112, 3), np.uint16)
+    for k, value in enumerate((0, 200, 32768, 65280)):
+        sixteen[k] = value
+    write_bin(tmp_path / "raw16.bin", sixteen, [True, False], image_format="png")
+    result = load_bin(tmp_path / "raw16.bin")
+    assert [int(image.max()) for image in result.images] == [0, 1, 128, 254]
+    assert [int(image.min()) for image in result.images] == [0, 1, 128, 254]
+    # 16-bit grey PNG files through `convert bin` (pairs -> .bin) and a 16-bit entry in a .bin.
+    folder = tmp_path / "faces" / "ann"
+    folder.mkdir(parents=True)
+    for k, value in enumerate((200, 32768)):
+        Image.fromarray(np.full((112, 112), value, np.uint16)).save(folder / f"{k}.png")
+    pairs = PairList([str(folder / "0.png"), str(folder / "1.png")], np.array([True]))
+    path, _ = write_pairs_bin(pairs, tmp_path / "pairs.bin")
+    assert [int(image.mean()) for image in load_bin(path).images] == [1, 128]
+    buffer = io.BytesIO()
+    Image.fromarray(np.full((112, 112), 65280, np.uint16)).save(buffer, format="PNG")
+    with open(tmp_path / "entry16.bin", "wb") as handle:
+        pickle.dump(([buffer.getvalue()] * 2, [True]), handle, protocol=4)
+    assert load_bin(tmp_path / "entry16.bin").images.max() == 254

@@ -156,3 +156,29 @@ def test_convert_bin_command_from_folder(tmp_path, capsys):
     from keras_arcface.data import load_bin
 
     assert load_bin(tmp_path / "v.bin").issame.sum() == 3
+
+
+def test_sixteen_bit_grey_png_is_scaled_not_clipped(tmp_path):
+    # Issue 16, item 1: a 16-bit mid-grey PNG was stored as near white (mean 254.6).
+    # By hand: 32834 * 255 / 65535 = 127.76 -> 128; 200 -> 0.78 -> 1; 65280 -> 254.004 -> 254.
+    source = np.full((112, 112), 32834, np.uint16)
+    source[0, :2] = (200, 65280)
+    (tmp_path / "src" / "alice").mkdir(parents=True)
+    Image.fromarray(source).save(tmp_path / "src" / "alice" / "grey16.png")
+    convert_image_folder(tmp_path / "src", tmp_path / "out", progress=False)
+    images, _ = _collect(tmp_path / "out")
+    stored = images[0]
+    assert stored[0, 0].tolist() == [1, 1, 1] and stored[0, 1].tolist() == [254, 254, 254]
+    assert np.all(stored[1:] == 128)
+
+
+def test_exif_rotated_jpeg_is_stored_upright(tmp_path):
+    stored = np.zeros((112, 112, 3), np.uint8)
+    stored[:, :56] = 255  # left half white as stored; orientation 6 turns it to the top half
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    (tmp_path / "src" / "alice").mkdir(parents=True)
+    Image.fromarray(stored).save(tmp_path / "src" / "alice" / "a.jpg", quality=100, exif=exif)
+    convert_image_folder(tmp_path / "src", tmp_path / "out", progress=False)
+    images, _ = _collect(tmp_path / "out")
+    assert images[0, :50].mean() > 250 and images[0, 62:].mean() < 5

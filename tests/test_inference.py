@@ -132,10 +132,10 @@ def test_bad_inputs_give_clear_errors(model_file, tmp_path):
         embedder.embed(np.zeros((112, 112), np.uint8))
     with pytest.raises(ValueError, match="grayscale"):
         embedder.embed(np.zeros((2, 112, 112, 1), np.uint8))
-    gray = tmp_path / "gray.png"
-    Image.fromarray(np.zeros((112, 112), np.uint8)).save(gray)
-    with pytest.raises(ValueError, match="grayscale.*gray.png"):
-        embedder.embed(str(gray))
+    folder = tmp_path / "a folder.png"
+    folder.mkdir()
+    with pytest.raises(IsADirectoryError, match="folder.*a folder.png"):
+        embedder.embed(str(folder))
     corrupt = tmp_path / "corrupt.jpg"
     corrupt.write_bytes(b"\xff\xd8\xff\xe0 definitely not a jpeg")
     with pytest.raises(ValueError, match="Could not decode.*corrupt.jpg"):
@@ -181,3 +181,13 @@ def test_load_image_converts_palette_and_alpha(tmp_path):
     pixels = load_image(os.fspath(tmp_path / "alpha.png"))
     assert pixels.shape == (10, 12, 3) and pixels[0, 0].tolist() == [250, 0, 0]
     assert to_batch([pixels[:, :10]] * 2, image_size=10).shape == (2, 10, 10, 3)
+
+
+def test_grey_and_sixteen_bit_files_read_as_the_converters_store_them(tmp_path):
+    # A grey file gives the grey value in all three channels (what `convert images` stores);
+    # 16-bit values are scaled: by hand round(v * 255 / 65535) for 200, 32768, 65280 = 1, 128, 254.
+    grey = np.array([[0, 90, 255]], np.uint8)
+    Image.fromarray(grey).save(tmp_path / "grey.png")
+    assert load_image(tmp_path / "grey.png").tolist() == [[[0] * 3, [90] * 3, [255] * 3]]
+    Image.fromarray(np.array([[200, 32768, 65280]], np.uint16)).save(tmp_path / "grey16.png")
+    assert load_image(tmp_path / "grey16.png").tolist() == [[[1] * 3, [128] * 3, [254] * 3]]

@@ -9,40 +9,11 @@ import collections
 import dataclasses
 import logging
 
+from keras_arcface.errors import DataError, InputError, bad_item  # noqa: F401 (re-exported)
+
 logger = logging.getLogger("keras_arcface.data")
 
 ON_ERROR_CHOICES = ("raise", "skip")
-
-
-class DataError(ValueError):
-    """A bad input item: corrupt image, truncated record, bad label, wrong size.
-
-    Subclasses ``ValueError`` so callers that already catch ``ValueError`` for bad
-    input keep working.
-
-    Args:
-        message: the full message.
-        reason: a short category ("corrupt image", "truncated record", ...).
-        item: what was bad (a path, a record key).
-        detail: extra text (the decoder's own message).
-    """
-
-    def __init__(self, message, reason=None, item=None, detail=""):
-        super().__init__(message)
-        self.reason = reason
-        self.item = item
-        self.detail = detail
-
-
-def bad_item(reason, item, detail=""):
-    """Builds the :class:`DataError` for one bad item, message ``reason: item (detail)``.
-
-    Example:
-        >>> str(bad_item("corrupt image", "a.jpg", "truncated"))
-        'corrupt image: a.jpg (truncated)'
-    """
-    message = f"{reason}: {item}" + (f" ({detail})" if detail else "")
-    return DataError(message, reason=reason, item=item, detail=detail)
 
 
 class UnsafePickleError(DataError):

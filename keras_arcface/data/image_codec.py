@@ -22,10 +22,12 @@ def prepare_image(
 ):
     """Decodes, checks and, when needed, re-encodes one image for storage.
 
-    JPEG RGB images of the right size are stored byte for byte (no generation loss).
-    Anything else (grayscale, palette, CMYK, alpha, BMP/PGM, resized) is converted to RGB and
-    encoded: JPEG for JPEG sources, PNG (lossless) for the others, unless ``image_format``
-    forces one.
+    The image is read with :func:`keras_arcface.faces.read_photo` (EXIF orientation applied,
+    grey/palette/CMYK/alpha to RGB, 16-bit scaled to 8 bits). Upright 8-bit RGB JPEGs of the
+    right size are stored byte for byte (no generation loss). Anything else (grayscale,
+    palette, CMYK, alpha, 16-bit, rotated by EXIF, BMP/PGM, resized) is encoded from the
+    decoded pixels: JPEG for JPEG sources, PNG (lossless) for the others, unless
+    ``image_format`` forces one.
 
     Args:
         data: the encoded file contents.
@@ -46,15 +48,11 @@ def prepare_image(
     """
     from PIL import Image
 
+    from keras_arcface.faces.photos import decode_photo
+
     height, width = int(image_size[0]), int(image_size[1])
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            image.load()
-            source_format = (image.format or "").upper()
-            mode = image.mode
-            rgb = image.convert("RGB") if mode != "RGB" else image.copy()
-    except Exception as error:  # PIL raises many types for corrupt data
-        raise bad_item("corrupt image", source, f"{type(error).__name__}: {error}") from None
+    photo = decode_photo(bytes(data), source)
+    rgb = Image.fromarray(photo.pixels)
     size_ok = rgb.size == (width, height)
     if not size_ok and not resize:
         raise bad_item(
@@ -63,9 +61,9 @@ def prepare_image(
             f"{rgb.size[1]}x{rgb.size[0]}, expected {height}x{width}; resize=True / --resize "
             "resizes",
         )
-    is_jpeg = source_format in ("JPEG", "MPO")
+    is_jpeg = (photo.format or "").upper() in ("JPEG", "MPO")
     target = image_format if image_format != "keep" else ("jpeg" if is_jpeg else "png")
-    if is_jpeg and mode == "RGB" and size_ok and target == "jpeg":
+    if is_jpeg and photo.unchanged and size_ok and target == "jpeg":
         return bytes(data), "jpeg"
     if not size_ok:
         rgb = rgb.resize((width, height), Image.BICUBIC)

@@ -134,7 +134,7 @@ def _entry_bytes(entry, index):
 
 
 def decode_image(encoded, image_size=None, source=""):
-    """Decodes encoded image bytes to uint8 RGB ``[H, W, 3]`` with PIL.
+    """Decodes encoded image bytes to uint8 RGB ``[H, W, 3]`` with ``faces.read_photo``.
 
     Args:
         encoded: encoded image bytes.
@@ -145,14 +145,9 @@ def decode_image(encoded, image_size=None, source=""):
         >>> decode_image(png_bytes).shape  # doctest: +SKIP
         (112, 112, 3)
     """
-    from PIL import Image
+    from keras_arcface.faces.photos import read_photo
 
-    try:
-        with Image.open(io.BytesIO(encoded)) as image:
-            image.load()
-            array = np.asarray(image.convert("RGB"))
-    except Exception as error:  # PIL raises many types for corrupt data
-        raise bad_item("corrupt image", source, f"{type(error).__name__}: {error}") from None
+    array = read_photo(bytes(encoded), source or "<bytes>")
     if image_size is not None and array.shape[:2] != tuple(image_size):
         raise bad_item(
             "unexpected image size",
@@ -228,8 +223,11 @@ def encode_image(image, image_format="jpeg", quality=95):
     """
     from PIL import Image
 
+    from keras_arcface.faces.photos import read_photo
+
     buffer = io.BytesIO()
-    pil = Image.fromarray(np.asarray(image, dtype=np.uint8))
+    # read_photo scales uint16 pixels (a cast to uint8 would wrap them) and refuses other dtypes.
+    pil = Image.fromarray(read_photo(np.asarray(image), "image to encode"))
     if image_format == "jpeg":
         pil.save(buffer, format="JPEG", quality=int(quality))
     elif image_format == "png":

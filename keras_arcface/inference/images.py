@@ -1,6 +1,5 @@
 """Turning user images (arrays, files, encoded bytes) into the model's input batch."""
 
-import io
 import os
 import warnings
 
@@ -8,7 +7,6 @@ import numpy as np
 
 from keras_arcface.inference.contract import IMAGE_SIZE
 
-_GRAYSCALE_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F")
 _GRAYSCALE_HINT = (
     "Face models take RGB images; convert a grayscale image explicitly if that is what you "
     "mean, e.g. np.repeat(gray[..., None], 3, axis=-1)."
@@ -18,38 +16,37 @@ _GRAYSCALE_HINT = (
 def load_image(source):
     """Decodes one image file (or encoded bytes) into a uint8 RGB array ``[H, W, 3]``.
 
-    Palette and RGBA/CMYK images are converted to RGB (alpha dropped); grayscale images are
-    refused, since a face model trained on RGB gives meaningless embeddings for them.
+    Files go through :func:`keras_arcface.faces.read_photo`, the reader the converters use,
+    so a photo gives the same pixels at inference as in training: EXIF orientation applied,
+    grayscale/palette/CMYK to RGB (grey in all three channels, as the converters store it),
+    alpha dropped, 16-bit images scaled to 8 bits (never clipped).
 
     Args:
-        source: Path (``str``/``os.PathLike``) of a JPEG/PNG/... file, or its encoded bytes.
+        source: Path (``str``/``os.PathLike``) of a JPEG/PNG/TIFF/... file, or its encoded bytes.
+
+    Raises:
+        FileNotFoundError / IsADirectoryError: the path is missing or is a folder.
+        ValueError: the file is not a readable image (a ``DataError`` naming it).
 
     Example:
     >>> pixels = load_image("face.jpg")  # doctest: +SKIP
     >>> pixels.shape
     (112, 112, 3)
     """
-    from PIL import Image, UnidentifiedImageError
+    from keras_arcface.errors import DataError
+    from keras_arcface.faces.photos import read_photo
 
     is_bytes = isinstance(source, (bytes, bytearray))
     name = "<bytes>" if is_bytes else os.fspath(source)
-    if not is_bytes and not os.path.isfile(name):
-        raise FileNotFoundError(f"Image file not found. Received: path={name!r}")
     try:
-        with Image.open(io.BytesIO(source) if is_bytes else name) as image:
-            image.load()
-            mode = image.mode
-            if mode in _GRAYSCALE_MODES:
-                raise ValueError(
-                    f"Expected an RGB image, got a grayscale one (PIL mode {mode!r}). "
-                    f"{_GRAYSCALE_HINT} Received: path={name!r}"
-                )
-            return np.asarray(image.convert("RGB"), dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, SyntaxError) as error:
-        raise ValueError(
-            f"Could not decode the image (corrupt or not an image file: {error}). "
-            f"Received: path={name!r}"
-        ) from error
+        return read_photo(source, name)
+    except DataError as error:
+        raise DataError(
+            f"Could not decode the image ({error}). Received: path={name!r}",
+            reason=error.reason,
+            item=name,
+            detail=error.detail,
+        ) from None
 
 
 def _check_pixels(array, where):
