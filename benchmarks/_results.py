@@ -1,8 +1,9 @@
 """What every benchmark records: the machine it ran on, and its JSON result written atomically."""
 
-import json
 import os
 import platform
+
+from keras_arcface._io import atomic_write_json
 
 
 def machine_info(**versions):
@@ -33,8 +34,4 @@ def machine_info(**versions):
 
 def write_json(path, payload):
     """Writes ``payload`` to ``path`` via a temporary file: no half-written result remains."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    temporary = f"{path}.tmp"
-    with open(temporary, "w", encoding="utf-8") as handle:
-        json.dump(payload, handle, indent=2)
-    os.replace(temporary, path)
+    atomic_write_json(path, payload)

@@ -28,6 +28,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
+from keras_arcface._io import atomic_write_json
+
 # PyTorch reference implementation on this machine type: img/s at batch 32 and 1, fp32.
 PYTORCH_REFERENCE = {"r50": {"b32": 7.2, "b1": 6.7}, "mbf": {"b32": 49.0, "b1": 28.0}}
 FORMATS = ("keras", "saved_model", "tflite_float32", "tflite_float16", "tflite_int8", "onnx")
@@ -227,11 +229,7 @@ def main(argv=None):
         "verdicts": verdicts,
         "table": table,
     }
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    tmp = f"{args.out}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as handle:
-        json.dump(result, handle, indent=2)
-    os.replace(tmp, args.out)
+    atomic_write_json(args.out, result)
     print(f"\nWrote {args.out}")
     return 0
 

@@ -1,7 +1,8 @@
 """``keras-arcface embed``: L2-normalised embeddings of image files."""
 
-import os
 import sys
+
+from keras_arcface._io import atomic_path
 
 
 def add_arguments(parser):
@@ -32,8 +33,7 @@ def main(args):
         head = " ".join(f"{v:+.4f}" for v in row[:4])
         print(f"| {path} | {row.shape[0]} | {head} ... |")
     if args.out:
-        tmp = f"{args.out}.tmp-{os.getpid()}.npy"
-        np.save(tmp, embeddings)
-        os.replace(tmp, args.out)
+        with atomic_path(args.out, suffix=".npy") as temporary:
+            np.save(temporary, embeddings)
         print(f"Wrote {args.out} ({embeddings.shape[0]} x {embeddings.shape[1]}, float32)")
     return 0

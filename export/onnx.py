@@ -13,6 +13,7 @@ import os
 import tempfile
 import warnings
 
+from keras_arcface._io import atomic_write_bytes
 from keras_arcface.export.signatures import check_embedding_model
 from keras_arcface.inference.contract import (
     INPUT_NAME,
@@ -118,8 +119,4 @@ def export_onnx(model, path, *, opset=17, tflite_float32_path=None, metadata=Non
             with open(tflite_float32_path, "wb") as handle:
                 handle.write(convert_tflite(model, "float32"))
         proto = onnx_from_tflite(tflite_float32_path, opset=opset, metadata=info)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "wb") as handle:
-        handle.write(proto.SerializeToString())
-    os.replace(tmp, path)
-    return path
+    return atomic_write_bytes(path, proto.SerializeToString())

@@ -1,8 +1,8 @@
 """SavedModel export for TF Serving: ``serving_default`` (images) and ``serving_bytes``."""
 
 import os
-import shutil
 
+from keras_arcface._io import atomic_directory
 from keras_arcface.export.signatures import (
     bytes_embedding_function,
     check_embedding_model,
@@ -40,34 +40,22 @@ def export_saved_model(model, path, *, metadata=None):
 
     image_size, embedding_dim = check_embedding_model(model)
     path = os.fspath(path)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
     serve = embedding_function(model)
     # No archive.track(model): the endpoints track the variables they use, and tracking the
     # model as well stores each variable twice for some models (mbf, r50: 2x the disk).
     archive = keras.export.ExportArchive()
     archive.add_endpoint("serving_default", serve)
     archive.add_endpoint(BYTES_SIGNATURE, bytes_embedding_function(model, serve))
-    archive.write_out(tmp, verbose=False)
-    write_json_atomic(
-        sidecar_path(tmp),
-        contract_metadata(
-            embedding_dim,
-            image_size=image_size,
-            format="saved_model",
-            signatures={"serving_default": "images", BYTES_SIGNATURE: "image_bytes"},
-            **(metadata or {}),
-        ),
-    )
-    _replace_directory(tmp, path)
+    with atomic_directory(path) as folder:
+        archive.write_out(folder, verbose=False)
+        write_json_atomic(
+            sidecar_path(folder),
+            contract_metadata(
+                embedding_dim,
+                image_size=image_size,
+                format="saved_model",
+                signatures={"serving_default": "images", BYTES_SIGNATURE: "image_bytes"},
+                **(metadata or {}),
+            ),
+        )
     return path
-
-
-def _replace_directory(tmp, path):
-    if os.path.exists(path):
-        old = f"{path}.old-{os.getpid()}"
-        os.replace(path, old)
-        os.replace(tmp, path)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, path)

@@ -16,6 +16,7 @@ import tempfile
 
 import numpy as np
 
+from keras_arcface._io import atomic_write_bytes
 from keras_arcface.export.signatures import check_embedding_model, embedding_function
 from keras_arcface.inference.contract import (
     METADATA_KEY,
@@ -212,9 +213,6 @@ def export_tflite(
     )
     data = add_tflite_metadata(data, info)
     path = os.fspath(path)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-    os.replace(tmp, path)
+    atomic_write_bytes(path, data)
     write_json_atomic(sidecar_path(path), info)
     return path

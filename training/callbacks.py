@@ -17,6 +17,8 @@ import csv
 import math
 import os
 
+from keras_arcface._io import atomic_open, atomic_path
+
 CSV_NAME = "metrics.csv"
 BASE_COLUMNS = ("step", "epoch", "loss", "learning_rate", "images_per_second")
 
@@ -58,12 +60,10 @@ class MetricsLogger:
         if resume_step is not None and os.path.exists(self.path):
             with open(self.path, newline="", encoding="utf-8") as handle:
                 rows = [r for r in csv.DictReader(handle) if int(r["step"]) <= resume_step]
-        tmp = self.path + ".tmp"
-        with open(tmp, "w", newline="", encoding="utf-8") as handle:
+        with atomic_open(self.path, newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=self.columns, extrasaction="ignore")
             writer.writeheader()
             writer.writerows(rows)
-        os.replace(tmp, self.path)
 
     def log(self, step, values):
         """Appends a row and writes the scalars (non-numbers and None are skipped)."""
@@ -206,8 +206,9 @@ def plot_training_curve(metrics_path, out_path, title="training"):
         axes[1].grid(alpha=0.3)
         axes[1].legend()
     fig.tight_layout()
-    tmp = out_path + ".tmp.png"
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    os.replace(tmp, out_path)
+    try:
+        with atomic_path(out_path, suffix=".png") as temporary:
+            fig.savefig(temporary, dpi=110)
+    finally:
+        plt.close(fig)
     return out_path

@@ -16,11 +16,12 @@ Example:
     >>> manager.restore_latest()  # 0 when there is nothing to resume
 """
 
-import os
 import shutil
 import tempfile
 
 import tensorflow as tf
+
+from keras_arcface._io import atomic_path
 
 
 class Checkpointer:
@@ -76,14 +77,6 @@ class Checkpointer:
 
 def save_model_atomic(model, path):
     """Saves a Keras model to ``path`` (``.keras``) through a temporary file and a rename."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".keras", dir=folder)
-    os.close(fd)
-    try:
-        model.save(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    with atomic_path(path) as temporary:
+        model.save(temporary)
     return path

@@ -19,13 +19,14 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import tempfile
 import types
 import typing
 from dataclasses import dataclass, field
 from importlib import resources
 
 import yaml
+
+from keras_arcface._io import atomic_open
 
 EXPERIMENTS_PACKAGE = "keras_arcface.training"
 EXPERIMENTS_FOLDER = "experiments"
@@ -654,10 +655,6 @@ def save_resolved(config, derived, path):
             k: list(v) if isinstance(v, tuple) else v
             for k, v in dataclasses.asdict(derived).items()
         }
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".config-", suffix=".yaml", dir=folder)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+    with atomic_open(path) as handle:
         yaml.safe_dump(values, handle, sort_keys=False)
-    os.replace(tmp, path)
     return path

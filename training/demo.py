@@ -22,6 +22,8 @@ import shutil
 import sys
 import time
 
+from keras_arcface._io import atomic_write_json
+
 DEMO_EXPERIMENT = "synthetic_demo"
 
 
@@ -124,9 +126,7 @@ def prepare_data(out_dir, settings, progress=True):
         progress=progress,
         **settings.difficulty,
     )
-    with open(stamp + ".tmp", "w", encoding="utf-8") as handle:
-        json.dump(key, handle)
-    os.replace(stamp + ".tmp", stamp)
+    atomic_write_json(stamp, key)
     return summary["train_dir"], summary["verification_bin"], time.perf_counter() - start, False
 
 
@@ -235,9 +235,7 @@ def run_demo(out_dir="runs/demo", quick=False, skip_export=False, progress=True)
         summary["export"] = _export(trainer.run_dir, train_dir, settings, progress)
     summary["total_seconds"] = round(time.perf_counter() - start, 1)
     path = os.path.join(out_dir, "demo_summary.json")
-    with open(path + ".tmp", "w", encoding="utf-8") as handle:
-        json.dump(summary, handle, indent=2)
-    os.replace(path + ".tmp", path)
+    atomic_write_json(path, summary)
     return summary
 
 

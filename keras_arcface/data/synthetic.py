@@ -26,6 +26,8 @@ import time
 
 import numpy as np
 
+from keras_arcface._io import atomic_path
+
 HELDOUT_INDEX_OFFSET = 1_000_000
 # The canonical drawing leaves room for hair and shoulders; this zoom frames the face
 # roughly as in aligned 112x112 face crops.
@@ -797,9 +799,8 @@ def contact_sheet(images_by_identity, path, cell=112):
             if tile.size != (cell, cell):
                 tile = tile.resize((cell, cell))
             sheet.paste(tile, (2 + c * (cell + 2), 2 + r * (cell + 2)))
-    temporary = f"{path}.partial-{os.getpid()}.png"
-    sheet.save(temporary)
-    os.replace(temporary, path)
+    with atomic_path(path, suffix=".png") as temporary:
+        sheet.save(temporary)
     return path
 
 

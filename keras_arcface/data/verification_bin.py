@@ -16,6 +16,7 @@ import pickle
 
 import numpy as np
 
+from keras_arcface._io import atomic_open
 from keras_arcface.data.errors import DataError, UnsafePickleError, bad_item
 
 
@@ -285,13 +286,6 @@ def write_bin(
     else:
         bins = encoded
     path = os.fspath(path)
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    temporary = f"{path}.partial-{os.getpid()}"
-    try:
-        with open(temporary, "wb") as handle:
-            pickle.dump((bins, issame), handle, protocol=4)
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
+    with atomic_open(path, "wb") as handle:
+        pickle.dump((bins, issame), handle, protocol=4)
     return path

@@ -9,6 +9,7 @@ import os
 
 import numpy as np
 
+from keras_arcface._io import atomic_path
 from keras_arcface.evaluation.verification import roc_curve
 
 _INSTALL_HINT = 'Plots need matplotlib: pip install "keras-arcface[plot]"'
@@ -27,16 +28,8 @@ def _figure(width=6.4, height=4.8):
 
 def _save(figure, path):
     path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    temporary = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}.tmp")
-    try:
+    with atomic_path(path) as temporary:
         figure.savefig(temporary, format="png", bbox_inches="tight")
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-        raise
     return path
 
 

@@ -1,11 +1,10 @@
 """Reports of evaluation results: JSON-safe summaries, markdown tables, atomic JSON files."""
 
-import json
 import math
-import os
 
 import numpy as np
 
+from keras_arcface._io import atomic_write_json
 from keras_arcface.evaluation.verification import format_far
 
 # Per-pair / per-probe arrays stay out of reports (plots read them from the result dicts).
@@ -59,19 +58,7 @@ def write_json(path, payload):
     Example:
         >>> write_json("eval.json", {"lfw": summarize(result)})  # doctest: +SKIP
     """
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    temporary = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}.tmp")
-    try:
-        with open(temporary, "w", encoding="utf-8") as stream:
-            json.dump(to_jsonable(payload), stream, indent=2, allow_nan=False)
-            stream.write("\n")
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-        raise
+    atomic_write_json(path, to_jsonable(payload), allow_nan=False)
 
 
 def _percent(value, digits=2):

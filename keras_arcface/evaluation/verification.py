@@ -22,26 +22,13 @@ import time
 
 import numpy as np
 
+from keras_arcface._math import l2_normalize
+
 # The reference's grids, kept as module constants so that every caller and every test uses
 # exactly the same floating-point threshold values.
 ACCURACY_THRESHOLDS = np.arange(0, 4, 0.01)
 FAR_THRESHOLDS = np.arange(0, 4, 0.001)
 DEFAULT_FAR_TARGETS = (1e-1, 1e-2, 1e-3, 1e-4)
-
-
-def l2_normalize(embeddings):
-    """Returns float64 rows scaled to unit L2 norm (all-zero rows stay zero).
-
-    Args:
-        embeddings: array-like ``[N, D]``.
-
-    Example:
-        >>> l2_normalize([[3.0, 4.0]]).tolist()
-        [[0.6, 0.8]]
-    """
-    embeddings = np.asarray(embeddings, dtype=np.float64)
-    norms = np.linalg.norm(embeddings, axis=1, keepdims=True)
-    return embeddings / np.where(norms == 0, 1.0, norms)
 
 
 def pair_distances(embeddings1, embeddings2):

@@ -14,7 +14,7 @@ from keras_arcface.inference.contract import (
     OUTPUT_NAME,
     contract_metadata,
 )
-from keras_arcface.inference.embedder import Embedder, l2_normalise
+from keras_arcface.inference.embedder import Embedder, l2_normalise, l2_normalize
 from keras_arcface.inference.images import load_image, to_batch
 from keras_arcface.inference.runtimes import SUPPORTED_FORMATS, open_runtime, resolve_model_path
 
@@ -29,6 +29,7 @@ __all__ = [
     "SUPPORTED_FORMATS",
     "contract_metadata",
     "l2_normalise",
+    "l2_normalize",
     "load_image",
     "open_runtime",
     "resolve_model_path",

@@ -10,6 +10,8 @@ See ``docs/export.md``.
 import json
 import os
 
+from keras_arcface._io import atomic_write_json
+
 IMAGE_SIZE = 112
 INPUT_NAME = "images"
 OUTPUT_NAME = "embeddings"
@@ -79,12 +81,7 @@ def write_json_atomic(path, payload):
     Example:
     >>> write_json_atomic("/tmp/example.json", {"a": 1})
     """
-    path = os.fspath(path)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as handle:
-        json.dump(payload, handle, indent=2, sort_keys=True)
-        handle.write("\n")
-    os.replace(tmp, path)
+    atomic_write_json(path, payload, sort_keys=True)
 
 
 def read_sidecar(artifact_path):

@@ -2,25 +2,28 @@
 
 import numpy as np
 
+from keras_arcface._deprecation import renamed_function
+from keras_arcface._math import l2_normalize as _l2_normalize
 from keras_arcface.inference.contract import DEFAULT_THRESHOLD
 from keras_arcface.inference.images import to_batch
 from keras_arcface.inference.runtimes import KerasRuntime, open_runtime
 
 
-def l2_normalise(embeddings, epsilon=1e-12):
-    """Scales each row to unit L2 norm (rows of zeros stay zero).
+def l2_normalize(embeddings, epsilon=1e-12):
+    """Scales each row to unit L2 norm, as float32 (rows of zeros stay zero).
 
     Args:
         embeddings: Array ``[B, D]``.
-        epsilon: Floor of the norm, 1e-12.
+        epsilon: Floor of the squared norm, 1e-12 (as the exported serving graph).
 
     Example:
-    >>> l2_normalise(np.array([[3.0, 4.0]]))
+    >>> l2_normalize(np.array([[3.0, 4.0]]))
     array([[0.6, 0.8]], dtype=float32)
     """
-    embeddings = np.asarray(embeddings, dtype=np.float64)
-    norms = np.sqrt(np.sum(embeddings * embeddings, axis=-1, keepdims=True))
-    return (embeddings / np.maximum(norms, epsilon)).astype(np.float32)
+    return _l2_normalize(embeddings, axis=-1, epsilon=epsilon).astype(np.float32)
+
+
+l2_normalise = renamed_function(l2_normalize, "l2_normalise")
 
 
 class Embedder:
@@ -125,7 +128,7 @@ class Embedder:
             self.runtime(batch[start : start + self.batch_size])
             for start in range(0, batch.shape[0], self.batch_size)
         ]
-        return l2_normalise(np.concatenate(parts, axis=0))
+        return l2_normalize(np.concatenate(parts, axis=0))
 
     def verify(self, image_a, image_b, threshold=None):
         """Decides whether two faces belong to one person.

@@ -5,8 +5,8 @@ import math
 
 import keras
 
+from keras_arcface._validation import check_number
 from keras_arcface.layers.norm_dense import NormDense
-from keras_arcface.losses._validation import check_number
 from keras_arcface.losses.margins import (
     additive_angular_margin,
     additive_angular_margin_derivative,

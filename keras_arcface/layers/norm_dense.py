@@ -3,21 +3,8 @@
 import keras
 from keras import ops
 
-from keras_arcface.losses._validation import check_positive_int
-
-_NORM_EPSILON = 1e-12
-
-
-def l2_normalize(x, axis=-1):
-    """L2-normalise ``x`` along ``axis`` in float32 (zero vectors stay zero).
-
-    Example:
-        >>> l2_normalize(ops.convert_to_tensor([[3.0, 4.0]]))  # [[0.6, 0.8]]
-    """
-    x = ops.cast(x, "float32")
-    return x / ops.sqrt(
-        ops.maximum(ops.sum(ops.square(x), axis=axis, keepdims=True), _NORM_EPSILON)
-    )
+from keras_arcface._math import l2_normalize_ops as l2_normalize
+from keras_arcface._validation import check_positive_int
 
 
 @keras.saving.register_keras_serializable(package="keras_arcface")

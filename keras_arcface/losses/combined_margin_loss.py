@@ -4,7 +4,7 @@ import math
 
 import keras
 
-from keras_arcface.losses._validation import check_number
+from keras_arcface._validation import check_number
 from keras_arcface.losses.margin_loss import MarginLoss
 from keras_arcface.losses.margins import combined_margin, combined_margin_derivative
 

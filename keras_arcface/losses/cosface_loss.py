@@ -2,7 +2,7 @@
 
 import keras
 
-from keras_arcface.losses._validation import check_number
+from keras_arcface._validation import check_number
 from keras_arcface.losses.margin_loss import MarginLoss
 from keras_arcface.losses.margins import additive_cosine_margin, unit_derivative
 

@@ -5,7 +5,7 @@ import math
 import keras
 from keras import ops
 
-from keras_arcface.losses._validation import check_number, check_positive_int
+from keras_arcface._validation import check_number, check_positive_int
 from keras_arcface.losses.margins import safe_angle
 
 

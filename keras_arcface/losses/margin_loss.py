@@ -5,7 +5,7 @@ import math
 import keras
 from keras import ops
 
-from keras_arcface.losses._validation import check_number
+from keras_arcface._validation import check_number
 from keras_arcface.losses.margins import (
     margin_logits,
     safe_angle,

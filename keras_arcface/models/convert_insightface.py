@@ -8,7 +8,8 @@ renamed, so a failed run never leaves a half-written file).
 
 import os
 import sys
-import tempfile
+
+from keras_arcface._io import atomic_path
 
 IMPORTABLE_ARCHS = ("r18", "r34", "r50", "r100", "r200", "mbf", "mobilefacenet")
 
@@ -53,16 +54,8 @@ def convert(checkpoint, arch, output):
     tensors = read_checkpoint(checkpoint)
     model = get_backbone(arch, embedding_dim=embedding_dim_of_checkpoint(tensors, arch))
     load_insightface_weights(model, tensors, arch)
-    folder = os.path.dirname(os.path.abspath(output))
-    os.makedirs(folder, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=folder, suffix=".keras")
-    os.close(handle)
-    try:
-        keras.saving.save_model(model, tmp)
-        os.replace(tmp, output)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    with atomic_path(output) as temporary:
+        keras.saving.save_model(model, temporary)
     return model
 
 

@@ -13,6 +13,7 @@ import os
 
 import numpy as np
 
+from keras_arcface._math import l2_normalize
 from keras_arcface.paper._io import atomic_save_figure, require_matplotlib
 from keras_arcface.paper.trainer import Objective, TrainConfig, train
 
@@ -167,7 +168,7 @@ def _centre_directions(head):
     """Unit class-centre directions ``[num_classes, 2]`` from a head's kernel."""
     kernel = np.asarray(head.trainable_weights[0])
     centres = kernel.T.astype(np.float64)
-    return centres / np.maximum(np.linalg.norm(centres, axis=1, keepdims=True), 1e-12)
+    return l2_normalize(centres, axis=1)
 
 
 def _phases(kind, config):
@@ -259,7 +260,7 @@ def run_toy_experiment(config=None, progress=True, rendered=None):
             batch_size=512,
             progress=False,
         )
-        unit = features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
+        unit = l2_normalize(features, axis=1)
         centres = _centre_directions(head)
         if kind == "softmax":  # a Dense head decides on raw features (norms and biases count)
             scores = np.asarray(head(features.astype(np.float32)))
