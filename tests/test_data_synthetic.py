@@ -16,7 +16,7 @@ from keras_arcface.data import (
     read_manifest,
     render_identities,
 )
-from keras_arcface.data.synthetic import _render_many
+from keras_arcface.data.synthetic.rendering import _render_many
 
 
 def test_render_is_deterministic_and_seeded():
