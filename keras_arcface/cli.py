@@ -4,9 +4,16 @@ Each sub-command lives in the module that owns its work and exposes two function
 ``add_arguments(parser)`` and ``main(args) -> int``. Modules are imported only when
 their command runs (or asks for ``--help``), so ``keras-arcface --help`` stays fast
 and never imports TensorFlow.
+
+Expected failures (bad input the user can fix: :class:`~keras_arcface.errors.InputError`
+and its subclasses such as ``DataError`` and ``ConfigError``, a missing file or folder, no
+permission, a full or read-only disk) print one line, ``keras-arcface COMMAND: error:
+...``, and exit with status 1. ``--verbose`` (anywhere on the line) shows the traceback
+instead; genuine bugs always show it.
 """
 
 import argparse
+import errno
 import importlib
 import sys
 
@@ -52,6 +59,44 @@ COMMANDS = {
 }
 
 
+VERBOSE_FLAG = "--verbose"
+VERBOSE_HELP = "show full tracebacks and TensorFlow's start-up logs"
+
+# OSError numbers that describe the user's machine or files, not a bug.
+_USER_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.ENAMETOOLONG, errno.ENOTEMPTY}
+
+
+def split_verbose(argv):
+    """Removes ``--verbose`` from anywhere before ``--``; returns ``(argv, verbose)``.
+
+    Example:
+        >>> split_verbose(["convert", "check", "data", "--verbose"])
+        (['convert', 'check', 'data'], True)
+    """
+    end = argv.index("--") if "--" in argv else len(argv)
+    kept = [arg for arg in argv[:end] if arg != VERBOSE_FLAG] + argv[end:]
+    return kept, len(kept) != len(argv)
+
+
+def is_user_error(error):
+    """Whether ``error`` is an expected failure the user can fix (printed as one line)."""
+    from keras_arcface.errors import InputError
+
+    if isinstance(error, (InputError, FileNotFoundError, IsADirectoryError, NotADirectoryError)):
+        return True
+    if isinstance(error, (PermissionError, FileExistsError)):
+        return True
+    return isinstance(error, OSError) and error.errno in _USER_ERRNOS
+
+
+def one_line(error):
+    """The error's message on one line (what was wrong and what to do)."""
+    text = " ".join(str(error).split())
+    if isinstance(error, OSError) and error.filename and str(error.filename) not in text:
+        text = f"{text}: {error.filename}"
+    return text or type(error).__name__
+
+
 def _load(module_name):
     try:
         return importlib.import_module(module_name)
@@ -68,6 +113,7 @@ def build_parser():
         description="ArcFace face recognition for TensorFlow / Keras 3.",
     )
     parser.add_argument("--version", action="version", version=f"keras-arcface {__version__}")
+    parser.add_argument(VERBOSE_FLAG, action="store_true", help=VERBOSE_HELP)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (_, help_text) in COMMANDS.items():
         commands.add_parser(name, help=help_text, add_help=False)
@@ -76,7 +122,7 @@ def build_parser():
 
 def main(argv=None):
     """Entry point of the ``keras-arcface`` console script."""
-    argv = list(sys.argv[1:] if argv is None else argv)
+    argv, verbose = split_verbose(list(sys.argv[1:] if argv is None else argv))
     parser = build_parser()
     if not argv or argv[0] not in COMMANDS:
         args = parser.parse_args(argv)
@@ -90,8 +136,25 @@ def main(argv=None):
         parser.error(f"the command '{name}' is not available in this installation")
     sub = argparse.ArgumentParser(prog=f"keras-arcface {name}", description=COMMANDS[name][1])
     module.add_arguments(sub)
+    sub.add_argument(VERBOSE_FLAG, action="store_true", help=VERBOSE_HELP)
     args = sub.parse_args(argv[1:])
-    return int(module.main(args) or 0)
+    args.verbose = verbose
+    return _run_command(name, module, args, verbose)
+
+
+def _run_command(name, module, args, verbose):
+    try:
+        return int(module.main(args) or 0)
+    except KeyboardInterrupt:
+        if verbose:
+            raise
+        print(f"keras-arcface {name}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:  # noqa: BLE001 (bugs are re-raised below)
+        if verbose or not is_user_error(error):
+            raise
+        print(f"keras-arcface {name}: error: {one_line(error)}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -27,9 +27,22 @@ from importlib import resources
 import yaml
 
 from keras_arcface._io import atomic_open
+from keras_arcface.errors import InputError
 
 EXPERIMENTS_PACKAGE = "keras_arcface.training"
 EXPERIMENTS_FOLDER = "experiments"
+
+
+class ConfigError(InputError):
+    """A configuration file or value is wrong; the message names the key or the file.
+
+    A ``ValueError`` (through :class:`~keras_arcface.errors.InputError`), so callers that
+    catch ``ValueError`` keep working; the command line prints it as one line.
+    """
+
+
+class ConfigTypeError(ConfigError, TypeError):
+    """A configuration value has the wrong type (also a ``TypeError``, as it always was)."""
 
 
 @dataclass
@@ -308,7 +321,7 @@ def _coerce(value, annotation, key):
         return _coerce(value, inner, key)
     if dataclasses.is_dataclass(annotation):
         if not isinstance(value, dict):
-            raise TypeError(
+            raise ConfigTypeError(
                 f"Config section '{key}' expects a mapping of keys to values. "
                 f"Received: {key}={value!r}"
             )
@@ -324,38 +337,46 @@ def _coerce(value, annotation, key):
         if value is None:
             return {}
         if not isinstance(value, dict):
-            raise TypeError(f"Config key '{key}' expects a mapping. Received: {key}={value!r}")
+            raise ConfigTypeError(
+                f"Config key '{key}' expects a mapping. Received: {key}={value!r}"
+            )
         return dict(value)
     if annotation is bool:
         if isinstance(value, bool):
             return value
         if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
             return value.lower() in ("true", "yes", "1")
-        raise TypeError(f"Config key '{key}' expects true or false. Received: {key}={value!r}")
+        raise ConfigTypeError(
+            f"Config key '{key}' expects true or false. Received: {key}={value!r}"
+        )
     if annotation is int:
         if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-            raise TypeError(f"Config key '{key}' expects an integer. Received: {key}={value!r}")
+            raise ConfigTypeError(
+                f"Config key '{key}' expects an integer. Received: {key}={value!r}"
+            )
         try:
             number = float(value)
         except ValueError:
-            raise TypeError(
+            raise ConfigTypeError(
                 f"Config key '{key}' expects an integer. Received: {key}={value!r}"
             ) from None
         if not number.is_integer():
-            raise TypeError(f"Config key '{key}' expects an integer. Received: {key}={value!r}")
+            raise ConfigTypeError(
+                f"Config key '{key}' expects an integer. Received: {key}={value!r}"
+            )
         return int(number)
     if annotation is float:
         if isinstance(value, bool):
-            raise TypeError(f"Config key '{key}' expects a number. Received: {key}={value!r}")
+            raise ConfigTypeError(f"Config key '{key}' expects a number. Received: {key}={value!r}")
         try:
             return float(value)
         except (TypeError, ValueError):
-            raise TypeError(
+            raise ConfigTypeError(
                 f"Config key '{key}' expects a number. Received: {key}={value!r}"
             ) from None
     if annotation is str:
         if isinstance(value, (dict, list)):
-            raise TypeError(f"Config key '{key}' expects a string. Received: {key}={value!r}")
+            raise ConfigTypeError(f"Config key '{key}' expects a string. Received: {key}={value!r}")
         return "" if value is None else str(value)
     return value
 
@@ -365,7 +386,7 @@ def _from_dict(cls, values, prefix=""):
     unknown = [k for k in values if k not in types]
     if unknown:
         key = prefix + str(unknown[0])
-        raise ValueError(
+        raise ConfigError(
             f"Unknown config key '{key}'. Known keys here: "
             f"{', '.join(prefix + k for k in types)}. Received: {key}={values[unknown[0]]!r}"
         )
@@ -406,13 +427,13 @@ def to_dict(config):
 
 def _split_override(text):
     if not isinstance(text, str) or "=" not in text:
-        raise ValueError(
+        raise ConfigError(
             f"An override must look like 'section.key=value'. Received: override={text!r}"
         )
     key, raw = text.split("=", 1)
     key = key.strip()
     if not key:
-        raise ValueError(f"An override needs a key before '='. Received: override={text!r}")
+        raise ConfigError(f"An override needs a key before '='. Received: override={text!r}")
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError:
@@ -447,7 +468,7 @@ def apply_overrides(values, overrides):
             types = _field_types(cls)
             path = ".".join(parts[: depth + 1])
             if part not in types:
-                raise ValueError(
+                raise ConfigError(
                     f"Unknown config key '{path}'. Known keys here: "
                     f"{', '.join(types)}. Received: {key}={value!r}"
                 )
@@ -456,7 +477,7 @@ def apply_overrides(values, overrides):
             if dataclasses.is_dataclass(annotation) and not last:
                 target = target.setdefault(part, {})
                 if not isinstance(target, dict):
-                    raise ValueError(f"Config section '{path}' is not a mapping. Received: {key}")
+                    raise ConfigError(f"Config section '{path}' is not a mapping. Received: {key}")
                 cls = annotation
             elif last:
                 target[part] = value
@@ -468,7 +489,7 @@ def apply_overrides(values, overrides):
                 target[parts[-1]] = value
                 break
             else:
-                raise ValueError(
+                raise ConfigError(
                     f"Config key '{path}' is a value, not a section. Received: {key}={value!r}"
                 )
     return values
@@ -491,24 +512,44 @@ def read_experiment(name_or_path):
         The file's mapping (only the keys it changes).
     """
     if os.path.isfile(name_or_path):
-        with open(name_or_path, encoding="utf-8") as handle:
-            text = handle.read()
+        try:
+            with open(name_or_path, encoding="utf-8") as handle:
+                text = handle.read()
+        except UnicodeDecodeError as error:
+            raise ConfigError(
+                f"{name_or_path} is not UTF-8 text (byte {error.start}); an experiment file is "
+                f"YAML. Received: config={name_or_path!r}"
+            ) from None
     else:
         name = os.path.basename(name_or_path)
         name = name[:-5] if name.endswith(".yaml") else name
         if name not in experiment_names():
-            raise ValueError(
+            raise ConfigError(
                 f"No experiment file at this path and no shipped experiment of this name "
                 f"(shipped: {', '.join(experiment_names())}). Received: config={name_or_path!r}"
             )
         folder = resources.files(EXPERIMENTS_PACKAGE).joinpath(EXPERIMENTS_FOLDER)
+        name_or_path = f"{name}.yaml (shipped)"
         text = folder.joinpath(name + ".yaml").read_text("utf-8")
-    values = yaml.safe_load(text) or {}
+    values = _parse_yaml(text, name_or_path)
     if not isinstance(values, dict):
-        raise ValueError(
+        raise ConfigError(
             f"An experiment file must hold a mapping. Received: config={name_or_path!r}"
         )
     return values
+
+
+def _parse_yaml(text, name):
+    try:
+        return yaml.safe_load(text) or {}
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"{name}:{mark.line + 1}:{mark.column + 1}" if mark else name
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise ConfigError(
+            f"{where}: YAML syntax error ({problem}); fix the file at that line. "
+            f"Received: config={name!r}"
+        ) from None
 
 
 def load_config(name_or_path=None, overrides=()):
@@ -534,7 +575,7 @@ def load_config(name_or_path=None, overrides=()):
 def _check_positive(key, value, allow_zero=False):
     if value < 0 or (value == 0 and not allow_zero):
         bound = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"Config key '{key}' must be {bound}. Received: {key}={value!r}")
+        raise ConfigError(f"Config key '{key}' must be {bound}. Received: {key}={value!r}")
 
 
 def validate(config):
@@ -548,13 +589,13 @@ def validate(config):
     }
     for key, value in flat.items():
         if value not in CHOICES[key]:
-            raise ValueError(
+            raise ConfigError(
                 f"Config key '{key}' must be one of {', '.join(CHOICES[key])}. "
                 f"Received: {key}={value!r}"
             )
     rate = config.partial_fc.sample_rate
     if not 0.0 < rate <= 1.0:
-        raise ValueError(
+        raise ConfigError(
             f"Config key 'partial_fc.sample_rate' must be in (0, 1]. "
             f"Received: partial_fc.sample_rate={rate!r}"
         )
@@ -574,7 +615,7 @@ def validate(config):
     if config.schedule.name == "step" and not (
         config.schedule.decay_steps or config.schedule.decay_epochs
     ):
-        raise ValueError(
+        raise ConfigError(
             "The step schedule needs 'schedule.decay_steps' or 'schedule.decay_epochs'. "
             "Received: schedule.decay_steps=[]"
         )
@@ -603,7 +644,7 @@ def resolve(config, num_replicas=1, num_classes=None, num_images=None):
     classes = config.data.num_classes or num_classes or 0
     images = config.data.num_images or num_images or 0
     if classes <= 1:
-        raise ValueError(
+        raise ConfigError(
             "The number of classes must be at least 2: set data.num_classes or point "
             f"data.train_dir at a dataset with a manifest. Received: num_classes={classes!r}"
         )
@@ -617,7 +658,7 @@ def resolve(config, num_replicas=1, num_classes=None, num_images=None):
 
     def to_steps(epochs):
         if not steps_per_epoch:
-            raise ValueError(
+            raise ConfigError(
                 "Epoch-based schedule values need the number of images: set "
                 f"data.num_images or schedule.total_steps. Received: num_images={images!r}"
             )
@@ -630,7 +671,7 @@ def resolve(config, num_replicas=1, num_classes=None, num_images=None):
     else:
         decay = tuple(to_steps(e) for e in sched.decay_epochs)
     if warmup >= total:
-        raise ValueError(
+        raise ConfigError(
             f"The warm-up must be shorter than the run ({total} steps). "
             f"Received: warmup_steps={warmup}"
         )
