@@ -38,20 +38,20 @@ def run_one(num_classes, dim, batch, rate, steps, warmup):
     import tensorflow as tf
 
     from keras_arcface import losses
+    from keras_arcface.layers.partial_fc import PartialFC
     from keras_arcface.training.optimizers import CenterOptimizer
-    from keras_arcface.training.partial_fc import PartialFC
 
-    head = PartialFC(num_classes, dim, sample_rate=rate)
+    loss = losses.get("arcface", margin=0.5, scale=64.0)
+    head = PartialFC(num_classes, dim, sample_rate=rate, logits_fn=loss.logits)
     head.build((None, dim))
     optimizer = CenterOptimizer(head.centers, momentum=0.9, weight_decay=5e-4)
-    loss = losses.get("arcface", margin=0.5, scale=64.0)
     rng = np.random.default_rng(0)
 
     @tf.function
     def step(embeddings, labels, k):
         with tf.GradientTape() as tape:
             tape.watch(embeddings)
-            value = tf.reduce_mean(head.per_example_loss(embeddings, labels, loss, step=k))
+            value = tf.reduce_mean(head.per_example_loss(embeddings, labels, step=k))
         grad_emb, grad_centers = tape.gradient(value, [embeddings, head.centers.value])
         optimizer.apply(grad_centers, 0.1)
         return value, grad_emb

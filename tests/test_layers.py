@@ -15,15 +15,15 @@ agnostic = pytest.mark.backend_agnostic
 
 
 def oracle_cosines(embeddings, kernel, sub_centers=1):
-    """Loop: cosine of each row with each kernel column, max over each class's centres."""
+    """Loop: cosine of each row with each kernel row (a centre), max over a class's centres."""
     embeddings, kernel = np.asarray(embeddings, np.float64), np.asarray(kernel, np.float64)
-    units = kernel.shape[1] // sub_centers
+    units = kernel.shape[0] // sub_centers
     out = np.empty((embeddings.shape[0], units))
     for i, e in enumerate(embeddings):
         for c in range(units):
             best = -math.inf
             for j in range(sub_centers):
-                w = kernel[:, c * sub_centers + j]
+                w = kernel[c * sub_centers + j]
                 best = max(best, float(e @ w) / (np.linalg.norm(e) * np.linalg.norm(w)))
             out[i, c] = min(max(best, -1.0), 1.0)
     return out
@@ -46,7 +46,7 @@ def test_norm_dense_matches_oracle_and_sub_centers():
         out = layer(x)
         assert tuple(out.shape) == (6, 4) and dtype_of(out) == "float32"
         assert [w.path.split("/")[-1] for w in layer.weights] == ["kernel"]
-        assert tuple(layer.kernel.shape) == (5, 4 * sub_centers)
+        assert tuple(layer.kernel.shape) == (4 * sub_centers, 5)
         kernel = ops.convert_to_numpy(layer.kernel)
         assert_close(out, oracle_cosines(x, kernel, sub_centers), rtol=1e-5)
         assert np.all(np.abs(ops.convert_to_numpy(out)) <= 1.0)
@@ -216,3 +216,19 @@ def test_argument_validation():
     built([x, y])
     with pytest.raises(ValueError, match="Received: inputs with 3 elements"):
         built([x, y, y])
+
+
+def test_models_saved_with_the_old_kernel_layout_still_load():
+    """tests/data/legacy_norm_dense.keras was written by the (D, units) layout code."""
+    import os
+
+    here = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
+    io = np.load(os.path.join(here, "legacy_norm_dense_io.npz"))
+    model = keras.saving.load_model(os.path.join(here, "legacy_norm_dense.keras"))
+    assert tuple(model.get_layer("sub").kernel.shape) == (6, 6)  # square: layout from config
+    assert tuple(model.get_layer("plain").kernel.shape) == (5, 6)
+    outputs = model.predict([io["x"], io["y"]], verbose=0)
+    for name, got in zip(("sub", "plain", "arc"), outputs):
+        np.testing.assert_allclose(got, io[name], rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="Received: kernel_layout='rows'"):
+        NormDense.from_config({**NormDense(3).get_config(), "kernel_layout": "rows"})

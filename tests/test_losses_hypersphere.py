@@ -38,13 +38,13 @@ def unit(v):
 
 
 def oracle_inter(kernel, sub_centers=1):
-    """Mean angle / pi over ordered pairs of columns owned by different classes."""
+    """Mean angle / pi over ordered pairs of rows (centres) owned by different classes."""
     kernel = np.asarray(kernel, np.float64)
     total, count = 0.0, 0
-    for a in range(kernel.shape[1]):
-        for b in range(kernel.shape[1]):
+    for a in range(kernel.shape[0]):
+        for b in range(kernel.shape[0]):
             if a // sub_centers != b // sub_centers:
-                total += angle(unit(kernel[:, a]) @ unit(kernel[:, b]))
+                total += angle(unit(kernel[a]) @ unit(kernel[b]))
                 count += 1
     return total / count / math.pi
 
@@ -115,7 +115,7 @@ def test_intra_weight_adds_the_intra_term(loss_cls):
 @agnostic
 def test_inter_class_angle_value_and_gradient():
     rng = np.random.default_rng(2)
-    kernel = rng.normal(size=(4, 6)).astype(np.float32)
+    kernel = rng.normal(size=(6, 4)).astype(np.float32)
     for sub_centers in (1, 2, 3):
         value, grad = value_and_grad(lambda k, s=sub_centers: inter_class_angle(k, s), kernel)
         assert_close(value, oracle_inter(kernel, sub_centers), rtol=1e-5)
@@ -124,7 +124,7 @@ def test_inter_class_angle_value_and_gradient():
     assert float(InterLoss()(kernel)) == pytest.approx(-oracle_inter(kernel), rel=1e-5)
     # orthogonal centres: every angle pi/2; identical centres stay finite
     assert float(inter_class_angle(np.eye(3, dtype=np.float32))) == pytest.approx(0.5, rel=1e-6)
-    _, grad = value_and_grad(lambda k: inter_class_angle(k), np.ones((3, 4), np.float32))
+    _, grad = value_and_grad(lambda k: inter_class_angle(k), np.ones((4, 3), np.float32))
     assert np.all(np.isfinite(grad))
 
 
@@ -209,7 +209,7 @@ def test_hypersphere_losses_under_low_precision():
     labels, cosine = random_cosines(7)
     value = IntraLoss()(labels, ops.cast(ops.convert_to_tensor(cosine), "float16"))
     assert_close(value, intra(labels, cosine.astype(np.float16)), rtol=1e-2)
-    kernel = np.random.default_rng(8).normal(size=(4, 5))
+    kernel = np.random.default_rng(8).normal(size=(5, 4))
     value = inter_class_angle(ops.cast(ops.convert_to_tensor(kernel), "bfloat16"))
     assert_close(value, oracle_inter(kernel), rtol=1e-2)
 

@@ -1,4 +1,4 @@
-"""Partial FC head, centre optimiser and schedules against float64 NumPy oracles."""
+"""Partial FC head (keras_arcface.layers), centre optimiser and schedules vs float64 oracles."""
 
 import math
 
@@ -7,8 +7,8 @@ import pytest
 import tensorflow as tf
 
 from keras_arcface import layers, losses
+from keras_arcface.layers import PartialFC
 from keras_arcface.training.optimizers import CenterOptimizer
-from keras_arcface.training.partial_fc import PartialFC
 from keras_arcface.training.schedules import WarmupDecay
 
 SCALE = 16.0
@@ -59,18 +59,25 @@ def batch():
     return emb, centers, labels
 
 
-def _head(centers, sample_rate, seed=0):
-    head = PartialFC(len(centers), centers.shape[1], sample_rate=sample_rate, seed=seed)
+def _head(centers, sample_rate, seed=0, loss=None):
+    head = PartialFC(
+        len(centers),
+        centers.shape[1],
+        sample_rate=sample_rate,
+        seed=seed,
+        logits_fn=None if loss is None else loss.logits,
+    )
     head.build((None, centers.shape[1]))
     head.centers.assign(centers.astype("float32"))
     return head
 
 
 def _loss_and_grads(head, emb, labels, loss, step=0):
+    head.logits_fn = loss.logits
     emb_t = tf.constant(emb, tf.float32)
     with tf.GradientTape() as tape:
         tape.watch(emb_t)
-        value = tf.reduce_mean(head.per_example_loss(emb_t, labels, loss, step=step))
+        value = tf.reduce_mean(head.per_example_loss(emb_t, labels, step=step))
     g_emb, g_centers = tape.gradient(value, [emb_t, head.centers.value])
     return float(value), g_emb.numpy(), g_centers
 
@@ -98,7 +105,7 @@ def test_full_rate_equals_normdense_plus_loss(batch):
     dense = layers.NormDense(len(centers))
     dense.build((None, centers.shape[1]))
     kernel = dense.trainable_variables[0]
-    kernel.assign(centers.T.astype("float32") if kernel.shape[0] == 5 else centers)
+    kernel.assign(centers.astype("float32"))  # one layout: a centre per row
     emb_t = tf.constant(emb, tf.float32)
     with tf.GradientTape() as tape:
         tape.watch(emb_t)
@@ -217,14 +224,14 @@ def test_partial_fc_at_ten_percent_trains():
     rng = np.random.default_rng(0)
     num_classes, dim = 400, 16
     means = rng.normal(size=(num_classes, dim)).astype("float32")
-    head = _head(rng.normal(size=(num_classes, dim)) * 0.01, 0.1)
     loss = losses.get("arcface", margin=0.3, scale=SCALE)
+    head = _head(rng.normal(size=(num_classes, dim)) * 0.01, 0.1, loss=loss)
     opt = CenterOptimizer(head.centers, momentum=0.9, weight_decay=5e-4)
 
     @tf.function
     def step(x, y, k):
         with tf.GradientTape() as tape:
-            value = tf.reduce_mean(head.per_example_loss(x, y, loss, step=k))
+            value = tf.reduce_mean(head.per_example_loss(x, y, step=k))
         opt.apply(tape.gradient(value, head.centers.value), 0.5)
         return value
 
@@ -307,3 +314,49 @@ def test_schedule_serialises():
     assert float(clone(30)) == pytest.approx(float(schedule(30)))
     with pytest.raises(ValueError, match="Received: decay="):
         WarmupDecay(0.1, 10, decay="linear")
+
+
+def test_intra_term_and_target_cosine(batch):
+    """with_target_cosine gives each example's target cosine (for the Intra-Loss term)."""
+    emb, centers, labels = batch
+    head = _head(centers, 1.0, loss=losses.get("norm_softmax", scale=SCALE))
+    _, target = head.per_example_loss(tf.constant(emb, tf.float32), labels, with_target_cosine=True)
+    e = emb / np.linalg.norm(emb, axis=1, keepdims=True)
+    w = centers / np.linalg.norm(centers, axis=1, keepdims=True)
+    want = [float(e[i] @ w[c]) for i, c in enumerate(labels)]
+    np.testing.assert_allclose(target.numpy(), want, rtol=1e-5, atol=1e-6)
+
+
+def test_head_without_margin_callable_says_what_to_pass(batch):
+    emb, centers, labels = batch
+    head = _head(centers, 1.0)
+    with pytest.raises(TypeError, match="logits_fn"):
+        head.per_example_loss(tf.constant(emb, tf.float32), labels)
+
+
+def test_config_round_trip_and_same_initial_centres():
+    head = PartialFC(50, 8, sample_rate=0.2, seed=4)
+    head.build((None, 8))
+    clone = PartialFC.from_config(head.get_config())
+    clone.build((None, 8))
+    assert clone.get_config() == head.get_config()
+    np.testing.assert_array_equal(clone.centers.numpy(), head.centers.numpy())
+    # Any block of rows draws exactly the rows the whole matrix holds (sharded heads rely on it).
+    init = layers.partial_fc.CentreInitializer(seed=4)
+    np.testing.assert_array_equal(init.rows(17, 41, 8).numpy(), head.centers.numpy()[17:41])
+    big = init.rows(8000, 8300, 3).numpy()  # across the 8192-row chunk boundary
+    np.testing.assert_array_equal(big, init((9000, 3)).numpy()[8000:8300])
+
+
+def test_old_module_still_works_with_a_deprecation_warning(batch):
+    emb, centers, labels = batch
+    loss = losses.get("cosface", margin=COSFACE_MARGIN, scale=SCALE)
+    from keras_arcface.training import partial_fc as old
+
+    with pytest.warns(DeprecationWarning, match="keras_arcface.layers.PartialFC"):
+        legacy_class = old.PartialFC
+    head = legacy_class(len(centers), centers.shape[1])
+    head.build((None, centers.shape[1]))
+    head.centers.assign(centers.astype("float32"))
+    value = float(tf.reduce_mean(head.per_example_loss(tf.constant(emb, tf.float32), labels, loss)))
+    assert value == pytest.approx(oracle_loss(emb, centers, labels), rel=1e-5)

@@ -5,7 +5,7 @@ Modules:
     strategy      one factory for default / MirroredStrategy / MultiWorkerMirroredStrategy
     schedules     warm-up + polynomial / step / cosine learning-rate schedules
     optimizers    SGD/AdamW for the backbone, sparse-row optimiser for the class centres
-    partial_fc    the class-centre matrix with Partial FC sampling
+    partial_fc    deprecated: the Partial FC head lives in keras_arcface.layers
     trainer       the custom training loop (``Trainer``)
     checkpointing resume checkpoints and atomic model files
     callbacks     metrics CSV, TensorBoard, verification, training curve

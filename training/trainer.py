@@ -42,6 +42,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_arcface.layers.partial_fc import PartialFC, intra_angle_of
 from keras_arcface.training import callbacks, checkpointing, schedules
 from keras_arcface.training import config as config_lib
 from keras_arcface.training.optimizers import (
@@ -49,7 +50,6 @@ from keras_arcface.training.optimizers import (
     build_optimizer,
     coupled_l2_penalty,
 )
-from keras_arcface.training.partial_fc import PartialFC
 from keras_arcface.training.strategy import create_strategy, worker_info
 
 
@@ -97,7 +97,14 @@ def build_loss(loss_config):
                 f"loss.loss_kwargs. Received: loss.margin={loss_config.margin!r}"
             )
         kwargs["margin"] = loss_config.margin
-    return losses.get(loss_config.name, **kwargs)
+    loss = losses.get(loss_config.name, **kwargs)
+    if not callable(getattr(loss, "logits", None)):
+        raise ValueError(
+            f"The loss '{loss_config.name}' has no logits(labels, cosine) and cannot train the "
+            "class-centre head; choose a margin loss (arcface, cosface, sphereface, combined, "
+            f"norm_softmax, softmax). Received: loss.name={loss_config.name!r}"
+        )
+    return loss
 
 
 def default_backbone_fn(model_config):
@@ -220,6 +227,7 @@ class Trainer:
                     dim,
                     sample_rate=cfg.partial_fc.sample_rate,
                     seed=cfg.seed,
+                    logits_fn=self.loss.logits,
                     name="partial_fc",
                 )
                 self.head.build((None, dim))
@@ -290,6 +298,7 @@ class Trainer:
         clipnorm = cfg.optimizer.clipnorm
         backbone_vars = self.backbone.trainable_variables
         centers = self.head.centers
+        intra_weight = float(getattr(self.loss, "intra_weight", 0.0) or 0.0)
 
         def replica_step(images, labels):
             ctx = tf.distribute.get_replica_context()
@@ -302,9 +311,15 @@ class Trainer:
             )
             with tf.GradientTape() as tape:
                 embeddings = self.backbone(images, training=True)
-                per_example = self.head.per_example_loss(
-                    embeddings, labels, self.loss, global_labels=global_labels, step=self.step
+                per_example, target_cosine = self.head.per_example_loss(
+                    embeddings,
+                    labels,
+                    global_labels=global_labels,
+                    step=self.step,
+                    with_target_cosine=True,
                 )
+                if intra_weight:
+                    per_example = per_example + intra_weight * intra_angle_of(target_cosine)
                 data_loss = tf.reduce_sum(per_example) / global_batch
                 total = data_loss + coupled_l2_penalty(backbone_vars, coupled_wd) / num_replicas
                 total = total * scale

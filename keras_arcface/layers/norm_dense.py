@@ -1,10 +1,19 @@
 """NormDense: cosine similarity between embeddings and class centres."""
 
 import keras
+import numpy as np
 from keras import ops
 
 from keras_arcface._math import l2_normalize_ops as l2_normalize
 from keras_arcface._validation import check_positive_int
+
+#: The class-centre layout of every classifier head: one centre per row, ``[classes, D]``.
+#: Rows make a sampled subset a contiguous ``gather`` along axis 0 (its gradient is a
+#: ``tf.IndexedSlices`` of those rows, which the sparse optimiser kernels update in place),
+#: a class shard a contiguous block of rows, and the full matmul costs the same either way
+#: (``matmul(embeddings, centres, transpose_b=True)``).
+CENTRE_LAYOUT = "classes_by_dim"
+_LEGACY_LAYOUT = "dim_by_classes"
 
 
 @keras.saving.register_keras_serializable(package="keras_arcface")
@@ -14,13 +23,18 @@ class NormDense(keras.layers.Layer):
     Output ``[B, units]`` float32 cosines in ``[-1, 1]``, also under ``mixed_float16`` /
     ``mixed_bfloat16``: the layer defaults to a float32 dtype policy, keeps its kernel in float32
     (no autocast), and normalises in float32. With ``sub_centers=k`` each class has ``k``
-    centres (kernel columns ``c*k .. c*k + k-1``) and the cosine of a class is the max over its
+    centres (kernel rows ``c*k .. c*k + k-1``) and the cosine of a class is the max over its
     centres (sub-center ArcFace). Feed the output to a margin loss such as ``ArcFaceLoss``.
+
+    The kernel holds one class centre per **row**, ``(units * sub_centers, D)``: the layout of
+    ``PartialFC`` (and of the PyTorch reference's ``weight``), see ``CENTRE_LAYOUT``. Files
+    saved by older versions with the ``(D, units)`` kernel load (the kernel is transposed on
+    load).
 
     Args:
         units: number of classes, ``>= 1``.
         sub_centers: centres per class, ``>= 1``. Defaults to 1.
-        kernel_initializer: initializer of the ``(D, units * sub_centers)`` kernel.
+        kernel_initializer: initializer of the ``(units * sub_centers, D)`` kernel.
             Defaults to ``"glorot_uniform"``.
         kernel_regularizer: optional regulariser of the kernel, e.g.
             ``keras_arcface.losses.InterClassRegularizer``. Defaults to None.
@@ -60,7 +74,7 @@ class NormDense(keras.layers.Layer):
             )
         self.kernel = self.add_weight(
             name="kernel",
-            shape=(input_shape[-1], self.units * self.sub_centers),
+            shape=(self.units * self.sub_centers, input_shape[-1]),
             initializer=self.kernel_initializer,
             regularizer=self.kernel_regularizer,
             dtype="float32",
@@ -69,7 +83,8 @@ class NormDense(keras.layers.Layer):
 
     def cosine(self, embeddings):
         """Float32 cosines ``[B, units]`` of ``embeddings`` ``[B, D]`` (max over sub-centres)."""
-        cos = ops.matmul(l2_normalize(embeddings, axis=-1), l2_normalize(self.kernel, axis=0))
+        centres = ops.transpose(l2_normalize(self.kernel, axis=-1))
+        cos = ops.matmul(l2_normalize(embeddings, axis=-1), centres)
         if self.sub_centers > 1:
             cos = ops.max(ops.reshape(cos, (-1, self.units, self.sub_centers)), axis=-1)
         return ops.clip(cos, -1.0, 1.0)
@@ -80,6 +95,13 @@ class NormDense(keras.layers.Layer):
     def compute_output_shape(self, input_shape):
         return (self._embedding_shape(input_shape)[0], self.units)
 
+    def load_own_variables(self, store):
+        """Loads the kernel, transposing one saved in the old ``(D, units)`` layout."""
+        arrays = {key: np.asarray(store[key]) for key in store.keys()}
+        if "0" in arrays and _is_legacy_kernel(self, arrays["0"].shape):
+            arrays["0"] = np.transpose(arrays["0"])
+        super().load_own_variables(arrays)
+
     def get_config(self):
         config = super().get_config()
         config.update(
@@ -87,5 +109,29 @@ class NormDense(keras.layers.Layer):
             sub_centers=self.sub_centers,
             kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
             kernel_regularizer=keras.regularizers.serialize(self.kernel_regularizer),
+            kernel_layout=CENTRE_LAYOUT,
         )
         return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        # Configs written before the row layout have no kernel_layout key.
+        layout = config.pop("kernel_layout", _LEGACY_LAYOUT)
+        if layout not in (CENTRE_LAYOUT, _LEGACY_LAYOUT):
+            raise ValueError(
+                f"kernel_layout must be {CENTRE_LAYOUT!r} or {_LEGACY_LAYOUT!r}. "
+                f"Received: kernel_layout={layout!r}"
+            )
+        layer = cls(**config)
+        layer._saved_layout = layout
+        return layer
+
+
+def _is_legacy_kernel(layer, stored_shape):
+    """Whether a saved kernel is in the old ``(D, units)`` layout and must be transposed."""
+    want = tuple(layer.kernel.shape)
+    if stored_shape == want[::-1] and stored_shape != want:
+        return True
+    # A square kernel is ambiguous by shape: the saved config says which layout it is.
+    return stored_shape == want and getattr(layer, "_saved_layout", CENTRE_LAYOUT) != CENTRE_LAYOUT

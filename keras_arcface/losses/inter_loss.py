@@ -12,13 +12,13 @@ from keras_arcface.losses.margins import safe_angle
 def inter_class_angle(kernel, sub_centers=1):
     """Mean angle between distinct class centres, divided by pi (in ``[0, 1]``).
 
-    The centres are the columns of ``kernel`` (``NormDense`` layout ``(D, units * sub_centers)``,
-    column ``c * sub_centers + j`` is sub-centre ``j`` of class ``c``). Pairs of sub-centres of
-    the same class are excluded. Cost: one ``M x M`` Gram matrix for ``M`` columns
-    (``O(M^2 D)``), fine up to a few ten thousand classes.
+    The centres are the rows of ``kernel`` (the ``NormDense`` / ``PartialFC`` layout
+    ``(units * sub_centers, D)``, row ``c * sub_centers + j`` is sub-centre ``j`` of class
+    ``c``). Pairs of sub-centres of the same class are excluded. Cost: one ``M x M`` Gram
+    matrix for ``M`` rows (``O(M^2 D)``), fine up to a few ten thousand classes.
 
     Args:
-        kernel: float tensor ``(D, M)``.
+        kernel: float tensor ``(M, D)``.
         sub_centers: sub-centres per class. Defaults to 1.
 
     Returns:
@@ -30,9 +30,9 @@ def inter_class_angle(kernel, sub_centers=1):
     Reference: arXiv 1801.07698, eq. (6) (its class-uniform form).
     """
     w = ops.cast(kernel, "float32")
-    w = w / ops.sqrt(ops.maximum(ops.sum(ops.square(w), axis=0, keepdims=True), 1e-12))
-    angles = safe_angle(ops.clip(ops.matmul(ops.transpose(w), w), -1.0, 1.0))
-    owner = ops.arange(ops.shape(w)[-1], dtype="int32") // sub_centers
+    w = w / ops.sqrt(ops.maximum(ops.sum(ops.square(w), axis=1, keepdims=True), 1e-12))
+    angles = safe_angle(ops.clip(ops.matmul(w, ops.transpose(w)), -1.0, 1.0))
+    owner = ops.arange(ops.shape(w)[0], dtype="int32") // sub_centers
     distinct = ops.expand_dims(owner, 0) != ops.expand_dims(owner, 1)
     count = ops.maximum(ops.sum(ops.cast(distinct, "float32")), 1.0)
     return ops.sum(ops.where(distinct, angles, 0.0)) / count / math.pi
