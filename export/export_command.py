@@ -45,6 +45,12 @@ def add_arguments(parser):
         "--no-gate", action="store_true", help="report parity but exit 0 even if it fails"
     )
     parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="export into a folder that holds other files: its content is moved to "
+        "OUT.replaced-TIME (never deleted); a previous export is replaced without it",
+    )
+    parser.add_argument(
         "--check-only",
         action="store_true",
         help="do not export: re-run the gate on the artifacts already in --out",
@@ -80,6 +86,7 @@ def main(args):
                 num_parity_images=args.parity_images,
                 num_calibration_images=args.calibration_images,
                 gate=False,
+                overwrite=args.overwrite,
                 **sources,
             )
     except (ValueError, TypeError, FileNotFoundError, ImportError) as error:

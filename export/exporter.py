@@ -1,12 +1,15 @@
 """``export_model``: every format of one embedding model, behind the parity gate."""
 
 import hashlib
+import json
 import os
 import tempfile
 import time
 
 import numpy as np
 
+from keras_arcface._io import atomic_directory
+from keras_arcface.errors import InputError
 from keras_arcface.export.parity import (
     ParityGateError,
     ParityReport,
@@ -15,13 +18,21 @@ from keras_arcface.export.parity import (
 )
 from keras_arcface.export.signatures import check_embedding_model
 from keras_arcface.export.tflite import QUANTIZATIONS, check_quantization
-from keras_arcface.inference.contract import contract_metadata, write_json_atomic
+from keras_arcface.inference.contract import (
+    contract_metadata,
+    sidecar_path,
+    write_json_atomic,
+)
 
 FORMATS = ("saved_model", "tflite", "onnx")
 MANIFEST_NAME = "metadata.json"
 REPORT_NAME = "parity_report.json"
 DEFAULT_PARITY_IMAGES = 64
 DEFAULT_CALIBRATION_IMAGES = 100
+
+
+class ExportFolderError(InputError):
+    """The export folder holds files that are not a previous export of this tool."""
 
 
 def artifact_filename(fmt, quantization="float32"):
@@ -259,6 +270,7 @@ def export_model(
     num_calibration_images=DEFAULT_CALIBRATION_IMAGES,
     progress=True,
     verbose=True,
+    overwrite=False,
 ):
     """Exports an embedding model to SavedModel, TFLite and ONNX and runs the parity gate.
 
@@ -270,7 +282,9 @@ def export_model(
 
     Args:
         model_or_path: A Keras embedding model, a ``.keras`` file or a run folder.
-        out_dir: Export folder (created; existing artifacts of the same names are replaced).
+        out_dir: Export folder. The export is written beside it and swapped in whole, so a
+            reader never sees a mixture of two exports. It may be missing, empty or a
+            previous export of this tool; anything else needs ``overwrite``.
         formats: Any of ``"saved_model"``, ``"tflite"``, ``"onnx"`` (default: all three).
         quantize: TFLite variants besides float32 among ``"float16"``, ``"dynamic"``,
             ``"int8"``; default all three when ``"tflite"`` is exported.
@@ -285,9 +299,14 @@ def export_model(
         num_calibration_images: Images calibrating the int8 TFLite model (100).
         progress: Show progress bars.
         verbose: Print the parity table.
+        overwrite: Replace a folder holding other files; its content is moved to
+            ``OUT.replaced-TIME`` beside it (never deleted).
 
     Returns:
         The :class:`ParityReport` (also written to ``out_dir/parity_report.json``).
+
+    Raises:
+        ExportFolderError: ``out_dir`` holds files that are not a previous export.
 
     Example:
     >>> report = export_model("runs/demo", "runs/demo/export", data_dir="data/train",
@@ -298,6 +317,7 @@ def export_model(
     from keras_arcface.inference import Embedder
 
     formats, quantize = _check_formats(formats, quantize)
+    check_export_folder(os.fspath(out_dir), overwrite)  # fail before the slow work
     model, source = load_embedding_model(model_or_path)
     reference = Embedder.from_model(model)
     images, image_source = draw_sample_images(
@@ -320,28 +340,149 @@ def export_model(
         extra["threshold"] = float(1.0 - result["best_threshold"] / 2.0)
         extra["threshold_source"] = f"{os.path.basename(os.fspath(bin_path))} (Keras model)"
     out_dir = os.fspath(out_dir)
-    os.makedirs(out_dir, exist_ok=True)
-    steps = _plan(formats, quantize)
-    written = _write_artifacts(
-        as_float32_model(model), out_dir, steps, calibration, opset, extra, progress
+    foreign = check_export_folder(out_dir, overwrite)
+    plan = dict(
+        steps=_plan(formats, quantize),
+        calibration=calibration,
+        opset=opset,
+        extra=extra,
+        out_dir=out_dir,
     )
-    report = check_parity(
-        reference,
-        [(name, path, precision) for name, _, precision, path, _ in written],
-        parity_images,
-        image_source=image_source,
-        pair_set=pair_set,
-        bin_path=bin_path,
-        keras_accuracy=keras_accuracy,
-        progress=progress,
-    )
-    _write_manifest(out_dir, model, source, written, report, extra, opset)
-    report.write(os.path.join(out_dir, REPORT_NAME))
+    with atomic_directory(out_dir) as staging:
+        report = _export_into(
+            staging,
+            model,
+            source,
+            plan,
+            parity_images,
+            image_source,
+            bin_path,
+            progress,
+            evaluation=dict(reference=reference, pair_set=pair_set, keras_accuracy=keras_accuracy),
+        )
+        if foreign:
+            moved = _move_aside(out_dir)
+    if foreign:
+        print(f"Moved the previous content of {out_dir} to {moved} (--overwrite).")
+    report.path = os.path.join(out_dir, REPORT_NAME)
     if verbose:
         print(report.format_table())
     if gate and not report.passed:
         raise ParityGateError(report)
     return report
+
+
+def _export_into(
+    staging, model, source, plan, parity_images, image_source, bin_path, progress, evaluation
+):
+    """Writes every artifact, the parity report and the manifest into ``staging``."""
+    written = _write_artifacts(
+        as_float32_model(model),
+        staging,
+        plan["steps"],
+        plan["calibration"],
+        plan["opset"],
+        plan["extra"],
+        progress,
+    )
+    report = check_parity(
+        evaluation["reference"],
+        [(name, path, precision) for name, _, precision, path, _ in written],
+        parity_images,
+        image_source=image_source,
+        pair_set=evaluation["pair_set"],
+        bin_path=bin_path,
+        keras_accuracy=evaluation["keras_accuracy"],
+        progress=progress,
+    )
+    _write_manifest(staging, model, source, written, report, plan["extra"], plan["opset"])
+    for artifact in report.artifacts:  # where they will be once the folder is swapped in
+        artifact.path = os.path.join(plan["out_dir"], os.path.relpath(artifact.path, staging))
+    report.write(os.path.join(staging, REPORT_NAME))
+    return report
+
+
+def _previous_export(out_dir):
+    """``(top-level names it owns, artifacts changed since)`` of a previous export, or None."""
+    try:
+        with open(os.path.join(out_dir, MANIFEST_NAME), encoding="utf-8") as handle:
+            manifest = json.load(handle)
+        artifacts = dict(manifest["artifacts"])
+        manifest["contract"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    owned, changed = {MANIFEST_NAME, REPORT_NAME}, []
+    for entry in artifacts.values():
+        relative = os.path.normpath(str(entry.get("path", "")))
+        path = os.path.join(out_dir, relative)
+        if not os.path.exists(path) or _sha256(path) != entry.get("sha256"):
+            changed.append(relative)  # edited since it was exported: not ours to replace
+        owned.add(relative.split(os.sep)[0])
+        if not os.path.isdir(path):  # a .tflite/.onnx file's JSON sidecar
+            owned.add(os.path.basename(sidecar_path(path)))
+    return owned, changed
+
+
+def check_export_folder(out_dir, overwrite=False):
+    """Checks that exporting into ``out_dir`` loses nothing; returns whether it holds other files.
+
+    An export replaces its folder as a whole (written beside it, then swapped in), so a
+    missing folder, an empty one, or an unchanged previous export of this tool (every
+    artifact matching the SHA-256 in its ``metadata.json``, nothing else beside them) is
+    fine. Anything else is refused unless ``overwrite``; then the folder's content is moved
+    aside (never deleted).
+
+    Raises:
+        ExportFolderError: ``out_dir`` holds other files and ``overwrite`` is False.
+        NotADirectoryError: ``out_dir`` is a file.
+
+    Example:
+        >>> check_export_folder("runs/demo/export")  # doctest: +SKIP
+        False
+    """
+    if not os.path.lexists(out_dir):
+        return False
+    if not os.path.isdir(out_dir) or os.path.islink(out_dir):
+        raise NotADirectoryError(
+            f"The export folder is a file or a link; choose a folder. Received: out={out_dir!r}"
+        )
+    entries = sorted(os.listdir(out_dir))
+    previous = _previous_export(out_dir) if entries else None
+    if not entries or (previous and not previous[1] and set(entries) <= previous[0]):
+        return False
+    if overwrite:
+        return True
+    if previous is None:
+        problem = f"is not a keras-arcface export (it holds {_some(entries)})"
+    else:
+        others = [name for name in entries if name not in previous[0]]
+        problem = "holds a keras-arcface export with " + "; ".join(
+            part
+            for part in (
+                f"files added beside it ({_some(others)})" if others else "",
+                f"artifacts changed since ({_some(previous[1])})" if previous[1] else "",
+            )
+            if part
+        )
+    raise ExportFolderError(
+        f"The export folder {out_dir} {problem}. Choose an empty or new folder, or pass "
+        "--overwrite (overwrite=True) to replace it: its content is then moved to "
+        f"{out_dir}.replaced-TIME beside it, nothing is deleted. Received: out={out_dir!r}"
+    )
+
+
+def _some(names, limit=5):
+    return ", ".join(names[:limit]) + (", ..." if len(names) > limit else "")
+
+
+def _move_aside(out_dir):
+    moved = f"{out_dir.rstrip(os.sep)}.replaced-{time.strftime('%Y%m%d-%H%M%S')}"
+    suffix = 0
+    while os.path.lexists(moved + (f"-{suffix}" if suffix else "")):
+        suffix += 1
+    moved += f"-{suffix}" if suffix else ""
+    os.replace(out_dir, moved)
+    return moved
 
 
 def _write_manifest(out_dir, model, source, written, report, extra, opset):
@@ -401,8 +542,6 @@ def check_export(
     Example:
     >>> check_export("runs/demo", "runs/demo/export")  # doctest: +SKIP
     """
-    import json
-
     from keras_arcface.inference import Embedder
 
     manifest_path = os.path.join(os.fspath(out_dir), MANIFEST_NAME)
@@ -448,7 +587,9 @@ def check_export(
 
 
 __all__ = [
+    "ExportFolderError",
     "FORMATS",
+    "check_export_folder",
     "ParityReport",
     "artifact_filename",
     "check_export",
