@@ -225,9 +225,9 @@ def test_truncated_shard_raises_or_stops_at_the_damage(tmp_path):
     )
     assert len(labels) == 5 and counter.kept == 5  # the manifest says 6: one lost
 
-    from keras_arcface.data import verify_dataset
+    from keras_arcface.data import check_dataset
 
-    report = verify_dataset(tmp_path / "ds", progress=False)
+    report = check_dataset(tmp_path / "ds", progress=False)
     assert not report["ok"] and report["num_read"] == 5
     assert report["problems"]["by_reason"] == {"unreadable shard data": 1, "missing records": 1}
 

@@ -108,7 +108,7 @@ def test_autodiff_path_matches_oracle_gradient():
         loss = factory(scale=16.0)
 
         def fn(x, loss=loss):
-            logits = margins.margin_logits(labels, x, loss.target_logit, scale=16.0)
+            logits = margins.margin_logits(labels, x, loss.margin_cosine, scale=16.0)
             return ops.mean(margins.sparse_softmax_cross_entropy(labels, logits))
 
         value, grad = value_and_grad(fn, cosine)

@@ -2,7 +2,7 @@
 
 - :class:`MetricsLogger` appends one row per logged step to ``RUN/metrics.csv`` (kept across
   resumes) and writes the same scalars to TensorBoard (``RUN/tensorboard``).
-- :class:`Verifier` runs the reference 10-fold verification protocol
+- :class:`VerificationMonitor` runs the reference 10-fold verification protocol
   (``keras_arcface.evaluation.evaluate_verification``: flip fusion, squared-L2 distance,
   contiguous folds) on ``.bin`` sets and keeps ``embedding_best.keras`` by mean accuracy.
 - :func:`plot_training_curve` draws ``RUN/training_curve.png`` from ``metrics.csv``
@@ -17,6 +17,7 @@ import csv
 import math
 import os
 
+from keras_arcface._deprecation import warn_renamed
 from keras_arcface._io import atomic_open, atomic_path
 
 CSV_NAME = "metrics.csv"
@@ -93,8 +94,8 @@ def read_metrics(path):
     return {c: [float(r[c]) if r[c] not in ("", None) else math.nan for r in rows] for c in columns}
 
 
-class Verifier:
-    """Verification on ``.bin`` sets during training; keeps the best embedding model.
+class VerificationMonitor:
+    """Verification accuracy on ``.bin`` sets during training; tracks the best model.
 
     Args:
         bins: paths of ``.bin`` sets (read once with ``keras_arcface.data.load_bin``), or
@@ -103,8 +104,8 @@ class Verifier:
         flip: flip fusion (the reference protocol's). Default True.
 
     Example:
-        >>> verifier = Verifier(["lfw.bin"])
-        >>> scores = verifier(embedding_model)  # {"verify/lfw/accuracy": 0.99, ...}
+        >>> monitor = VerificationMonitor(["lfw.bin"])
+        >>> scores = monitor(embedding_model)  # {"verify/lfw/accuracy": 0.99, ...}
     """
 
     def __init__(self, bins, batch_size=128, flip=True):
@@ -125,7 +126,7 @@ class Verifier:
 
     @property
     def columns(self):
-        """Metric names this verifier produces."""
+        """Metric names this monitor produces."""
         cols = []
         for name, _, _ in self.sets:
             cols += [f"verify/{name}/accuracy", f"verify/{name}/accuracy_std"]
@@ -158,6 +159,14 @@ class Verifier:
             self.best = mean
             return True
         return False
+
+
+class Verifier(VerificationMonitor):
+    """Deprecated name of :class:`VerificationMonitor`."""
+
+    def __init__(self, *args, **kwargs):
+        warn_renamed("Verifier", "VerificationMonitor")
+        super().__init__(*args, **kwargs)
 
 
 def plot_training_curve(metrics_path, out_path, title="training"):

@@ -196,7 +196,9 @@ class Trainer:
         self.restored_from = self.checkpointer.restore_latest() if resume else None
         bins = config.evaluation.bins if verification_sets is None else verification_sets
         self.verifier = (
-            callbacks.Verifier(bins, config.evaluation.batch_size, config.evaluation.flip)
+            callbacks.VerificationMonitor(
+                bins, config.evaluation.batch_size, config.evaluation.flip
+            )
             if bins and self.is_chief
             else None
         )

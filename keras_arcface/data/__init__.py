@@ -35,7 +35,8 @@ _LAZY = {
     "convert_image_folder": "keras_arcface.data.image_folder",
     "convert_recordio": "keras_arcface.data.recordio",
     "RecordIOReader": "keras_arcface.data.recordio",
-    "verify_dataset": "keras_arcface.data.verify",
+    "check_dataset": "keras_arcface.data.check",
+    "verify_dataset": "keras_arcface.data.verify",  # deprecated name of check_dataset
     "generate_synthetic": "keras_arcface.data.synthetic",
     "render_identities": "keras_arcface.data.synthetic",
     "SyntheticDifficulty": "keras_arcface.data.synthetic",

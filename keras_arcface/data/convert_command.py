@@ -130,9 +130,9 @@ def main(args):
         )
         print(f"wrote {path}: {pairs.num_pairs - report.total} pairs; {report.summary()}")
         return 0
-    from keras_arcface.data.verify import verify_dataset
+    from keras_arcface.data.check import check_dataset
 
-    report = verify_dataset(args.src)
+    report = check_dataset(args.src)
     print(
         json.dumps(
             {key: report[key] for key in ("ok", "num_images", "num_read", "num_valid", "problems")},

@@ -105,7 +105,7 @@ class ErrorCounter:
     elements in flight in prefetch buffers are counted as read but not yet kept. Records
     lost in an unreadable shard tail (a truncated file) are never read: compare ``kept``
     with the manifest's ``num_images`` or use
-    :func:`keras_arcface.data.verify_dataset` to count them.
+    :func:`keras_arcface.data.check_dataset` to count them.
 
     Example:
         >>> counter = ErrorCounter()

@@ -223,7 +223,7 @@ def _embed_fn(embedder, image_hw):
     """Raw embeddings when the format has them (mean norm is then meaningful)."""
     runtime = embedder.runtime
     same_size = tuple(image_hw) == (embedder.image_size, embedder.image_size)
-    if getattr(runtime, "normalised", True) is False and same_size:
+    if getattr(runtime, "normalized", True) is False and same_size:
         return runtime, True
     return embedder.embed, False
 

@@ -46,6 +46,8 @@ def contract_metadata(embedding_dim, *, image_size=IMAGE_SIZE, input_dtype="floa
         "output_name": OUTPUT_NAME,
         "output_shape": [None, int(embedding_dim)],
         "output_dtype": "float32",
+        "output_l2_normalized": True,
+        # The old spelling, still written for readers of 0.1 metadata; removed in 0.3.
         "output_l2_normalised": True,
         "embedding_dim": int(embedding_dim),
     }

@@ -2,7 +2,7 @@
 
 A runtime takes a float32 ``[B, S, S, 3]`` batch with pixel values 0..255 and returns a float32
 ``[B, D]`` array. Keras embedding models return the raw embedding; exported artifacts return it
-already L2-normalised (``Embedder`` normalises either way). Heavy runtimes (TensorFlow, LiteRT,
+already L2-normalized (``Embedder`` normalizes either way). Heavy runtimes (TensorFlow, LiteRT,
 onnxruntime) are imported only by the runtime that needs them.
 """
 
@@ -10,6 +10,7 @@ import os
 
 import numpy as np
 
+from keras_arcface._deprecation import warn_renamed
 from keras_arcface.inference.contract import IMAGE_SIZE, METADATA_KEY, read_sidecar
 
 SUPPORTED_FORMATS = (
@@ -36,7 +37,17 @@ def _image_size_from_shape(shape, what):
     return int(shape[1])
 
 
-class KerasRuntime:
+class _Runtime:
+    """What every runtime shares: ``format``, and ``normalized`` (outputs already L2-normalized)."""
+
+    @property
+    def normalised(self):
+        """Deprecated spelling of ``normalized``."""
+        warn_renamed("normalised", "normalized")
+        return self.normalized
+
+
+class KerasRuntime(_Runtime):
     """Runs an in-memory or ``.keras`` embedding model (raw embedding output).
 
     Args:
@@ -48,7 +59,7 @@ class KerasRuntime:
     """
 
     format = "keras"
-    normalised = False
+    normalized = False
 
     def __init__(self, model, path=None):
         inputs, outputs = model.inputs or [], model.outputs or []
@@ -92,7 +103,7 @@ def _import_custom_objects():
             pass
 
 
-class SavedModelRuntime:
+class SavedModelRuntime(_Runtime):
     """Runs a SavedModel's ``serving_default`` signature with TensorFlow.
 
     Args:
@@ -104,7 +115,7 @@ class SavedModelRuntime:
     """
 
     format = "saved_model"
-    normalised = True
+    normalized = True
 
     def __init__(self, path, signature="serving_default"):
         import tensorflow as tf
@@ -170,7 +181,7 @@ def read_tflite_metadata(path):
     return {}
 
 
-class TFLiteRuntime:
+class TFLiteRuntime(_Runtime):
     """Runs a ``.tflite`` model with the standalone LiteRT interpreter (``ai-edge-litert``).
 
     Integer inputs (full-integer models take uint8 pixels) are quantised with the tensor's own
@@ -185,7 +196,7 @@ class TFLiteRuntime:
     """
 
     format = "tflite"
-    normalised = True
+    normalized = True
 
     def __init__(self, path, num_threads=None):
         try:
@@ -242,7 +253,7 @@ class TFLiteRuntime:
         return np.concatenate([self._run(batch[i : i + 1]) for i in range(batch.shape[0])])
 
 
-class OnnxRuntime:
+class OnnxRuntime(_Runtime):
     """Runs an ``.onnx`` model with onnxruntime on the CPU.
 
     Args:
@@ -254,7 +265,7 @@ class OnnxRuntime:
     """
 
     format = "onnx"
-    normalised = True
+    normalized = True
 
     def __init__(self, path, num_threads=None):
         try:

@@ -49,10 +49,10 @@ class ArcFaceLoss(MarginLoss):
         self.margin = check_number("margin", margin, low=0.0, high=math.pi, high_open=True)
         self.easy_margin = bool(easy_margin)
 
-    def target_logit(self, cosine):
+    def margin_cosine(self, cosine):
         return additive_angular_margin(cosine, self.margin, self.easy_margin)
 
-    def target_logit_derivative(self, cosine):
+    def margin_cosine_derivative(self, cosine):
         return additive_angular_margin_derivative(cosine, self.margin, self.easy_margin)
 
     def get_config(self):

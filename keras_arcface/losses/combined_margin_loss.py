@@ -52,10 +52,10 @@ class CombinedMarginLoss(MarginLoss):
         self.m2 = check_number("m2", m2, low=-math.pi, high=math.pi, low_open=True, high_open=True)
         self.m3 = check_number("m3", m3, low=-2.0, high=2.0)
 
-    def target_logit(self, cosine):
+    def margin_cosine(self, cosine):
         return combined_margin(cosine, self.m1, self.m2, self.m3)
 
-    def target_logit_derivative(self, cosine):
+    def margin_cosine_derivative(self, cosine):
         return combined_margin_derivative(cosine, self.m1, self.m2, self.m3)
 
     def get_config(self):

@@ -40,10 +40,10 @@ class CosFaceLoss(MarginLoss):
         )
         self.margin = check_number("margin", margin, low=0.0, high=2.0)
 
-    def target_logit(self, cosine):
+    def margin_cosine(self, cosine):
         return additive_cosine_margin(cosine, self.margin)
 
-    def target_logit_derivative(self, cosine):
+    def margin_cosine_derivative(self, cosine):
         return unit_derivative(cosine, self.margin)
 
     def get_config(self):

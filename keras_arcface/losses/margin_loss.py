@@ -5,6 +5,7 @@ import math
 import keras
 from keras import ops
 
+from keras_arcface._deprecation import warn_renamed
 from keras_arcface._validation import check_number
 from keras_arcface.losses.margins import (
     margin_logits,
@@ -18,7 +19,8 @@ from keras_arcface.losses.margins import (
 class MarginLoss(keras.losses.Loss):
     """Softmax cross-entropy on scaled, margin-adjusted cosine logits.
 
-    Subclasses define the margin transform ``target_logit(cosine)`` on the target column;
+    Subclasses define the margin transform ``margin_cosine(cosine)`` on the target column
+    (the margin-adjusted, unscaled target cosine, e.g. ``cos(theta + m)`` for ArcFace);
     this class keeps the two other seams: ``logits(y_true, y_pred)`` (scale + margin, float32)
     and ``call`` (sparse cross-entropy, plus the optional Intra-Loss term). ``y_true`` holds
     integer class ids of shape ``[B]`` or ``[B, 1]`` (Keras hands them over as float32, exact
@@ -49,13 +51,37 @@ class MarginLoss(keras.losses.Loss):
         self.intra_weight = check_number("intra_weight", intra_weight, low=0.0)
         self.detach_margin = bool(detach_margin)
 
-    def target_logit(self, cosine):
-        """The margin transform of target cosines (unscaled, float32). Identity here."""
+    def margin_cosine(self, cosine):
+        """The margin transform of target cosines: unscaled float32 cosines. Identity here.
+
+        ``logits`` multiplies the result by ``scale``; ArcFace gives ``cos(theta + m)``,
+        CosFace ``cos(theta) - m``.
+        """
         return ops.cast(cosine, "float32")
 
-    def target_logit_derivative(self, cosine):
-        """``d target_logit / d cosine``, or None to let autodiff derive it. Ones here."""
+    def margin_cosine_derivative(self, cosine):
+        """``d margin_cosine / d cosine``, or None to let autodiff derive it. Ones here."""
         return unit_derivative(cosine)
+
+    def target_logit(self, cosine):
+        """Deprecated name of :meth:`margin_cosine` (it never was a scaled logit)."""
+        warn_renamed("MarginLoss.target_logit", "MarginLoss.margin_cosine")
+        return self.margin_cosine(cosine)
+
+    def target_logit_derivative(self, cosine):
+        """Deprecated name of :meth:`margin_cosine_derivative`."""
+        warn_renamed("MarginLoss.target_logit_derivative", "MarginLoss.margin_cosine_derivative")
+        return self.margin_cosine_derivative(cosine)
+
+    def _margin_functions(self):
+        # A subclass written against the old names overrides target_logit; keep honouring it.
+        cls = type(self)
+        if cls.target_logit is MarginLoss.target_logit:
+            return self.margin_cosine, self.margin_cosine_derivative
+        warn_renamed(f"{cls.__name__}.target_logit", f"{cls.__name__}.margin_cosine", 4)
+        if cls.target_logit_derivative is MarginLoss.target_logit_derivative:
+            return self.target_logit, self.margin_cosine_derivative
+        return self.target_logit, self.target_logit_derivative
 
     def logits(self, y_true, y_pred):
         """Scaled, margin-adjusted float32 logits ``[B, N]`` from labels and cosines.
@@ -64,13 +90,14 @@ class MarginLoss(keras.losses.Loss):
             y_true: int class ids ``[B]`` or ``[B, 1]`` (indices into the columns of y_pred).
             y_pred: cosines ``[B, N]``, any float dtype.
         """
+        margin_fn, derivative_fn = self._margin_functions()
         return margin_logits(
             y_true,
             y_pred,
-            self.target_logit,
+            margin_fn,
             scale=self.scale,
             detach_margin=self.detach_margin,
-            target_derivative_fn=self.target_logit_derivative,
+            target_derivative_fn=derivative_fn,
         )
 
     def call(self, y_true, y_pred):

@@ -44,10 +44,10 @@ class SphereFaceLoss(MarginLoss):
         )
         self.margin = check_number("margin", margin, low=1.0, high=10.0)
 
-    def target_logit(self, cosine):
+    def margin_cosine(self, cosine):
         return combined_margin(cosine, m1=self.margin, m2=0.0, m3=0.0)
 
-    def target_logit_derivative(self, cosine):
+    def margin_cosine_derivative(self, cosine):
         return combined_margin_derivative(cosine, m1=self.margin, m2=0.0, m3=0.0)
 
     def get_config(self):

@@ -12,6 +12,7 @@ import os
 
 import numpy as np
 
+from keras_arcface._deprecation import renamed_function
 from keras_arcface.paper._io import atomic_save_figure, require_matplotlib
 
 
@@ -78,7 +79,7 @@ def loss_scale(loss):
     return 1.0 if scale is None else float(scale)
 
 
-def normalised_target_logit(loss, theta_degrees):
+def normalized_target_logit(loss, theta_degrees):
     """The target logit of ``loss`` divided by its scale, at the given angles.
 
     The package's ``loss.logits(labels, cosine)`` is evaluated on a batch where every
@@ -95,7 +96,7 @@ def normalised_target_logit(loss, theta_degrees):
 
     Example:
         >>> from keras_arcface import losses
-        >>> normalised_target_logit(losses.get("arcface"), [0.0])  # cos(0.5)
+        >>> normalized_target_logit(losses.get("arcface"), [0.0])  # cos(0.5)
         array([0.87758...])
     """
     import keras
@@ -107,6 +108,9 @@ def normalised_target_logit(loss, theta_degrees):
     labels = np.zeros((batch.shape[0],), dtype=np.int32)
     logits = keras.ops.convert_to_numpy(loss.logits(labels, batch))
     return (logits[:, 0].astype(np.float64) / loss_scale(loss)).reshape(theta.shape)
+
+
+normalised_target_logit = renamed_function(normalized_target_logit, "normalised_target_logit")
 
 
 def target_logit_curves(theta_degrees=None, specs=CURVE_LOSSES):
@@ -125,7 +129,7 @@ def target_logit_curves(theta_degrees=None, specs=CURVE_LOSSES):
         array([ 0.65, -0.35])
     """
     theta = _theta_grid(theta_degrees)
-    return theta, {spec.label: normalised_target_logit(spec.build(), theta) for spec in specs}
+    return theta, {spec.label: normalized_target_logit(spec.build(), theta) for spec in specs}
 
 
 def binary_decision_boundary(loss, theta1_degrees):
@@ -153,7 +157,7 @@ def binary_decision_boundary(loss, theta1_degrees):
         >>> binary_decision_boundary(losses.get("arcface", margin=0.5), [30.0])
         array([58.64...])
     """
-    target = normalised_target_logit(loss, theta1_degrees)
+    target = normalized_target_logit(loss, theta1_degrees)
     return np.degrees(np.arccos(np.clip(target, -1.0, 1.0)))
 
 

@@ -20,6 +20,7 @@ import time
 
 import numpy as np
 
+from keras_arcface._deprecation import renamed_function
 from keras_arcface.paper._io import atomic_write_json, atomic_write_text
 from keras_arcface.paper.trainer import Objective, TrainConfig, train
 
@@ -283,8 +284,8 @@ def build_backbone(config):
     )
 
 
-def verify(backbone, data):
-    """Verification on the held-out pairs; returns accuracy, its fold std and TAR@FAR=1e-2.
+def evaluate_heldout_pairs(backbone, data):
+    """Verification accuracy on the held-out pairs; returns accuracy, its fold std and TAR@FAR=1e-2.
 
     Embeddings are the reference's flip fusion (image + mirror, summed).
     """
@@ -313,6 +314,9 @@ def verify(backbone, data):
         "fold_std": float(metrics["accuracy_std"]),
         "tar": float("nan") if tar is None else float(tar),
     }
+
+
+verify = renamed_function(evaluate_heldout_pairs, "verify")
 
 
 def _failed_metrics():
@@ -346,7 +350,7 @@ def run_once(row, config, data, seed, steps):
         config=config.trainer,
         seed=seed,
     )
-    metrics = verify(backbone, data) if result.finite else _failed_metrics()
+    metrics = evaluate_heldout_pairs(backbone, data) if result.finite else _failed_metrics()
     return {
         "seed": seed,
         **metrics,
