@@ -2,7 +2,7 @@
 
 Installed as ``keras_arcface.export``. Every artifact carries only the embedding model and
 follows one contract (``docs/export.md``): input ``images`` RGB NHWC 112x112 with values 0..255,
-normalisation inside the graph, output ``embeddings`` float32 L2-normalised, dynamic batch.
+normalization inside the graph, output ``embeddings`` float32 L2-normalized, dynamic batch.
 
 Example:
 >>> from keras_arcface.export import export_model

@@ -1,4 +1,4 @@
-"""``keras-arcface embed``: L2-normalised embeddings of image files."""
+"""``keras-arcface embed``: L2-normalized embeddings of image files."""
 
 import sys
 

@@ -20,7 +20,7 @@ def export_saved_model(model, path, *, metadata=None):
     """Writes ``model`` as a SavedModel with two serving signatures.
 
     ``serving_default``: ``images`` float32 ``[None, S, S, 3]`` (RGB, 0..255) -> ``embeddings``
-    float32 ``[None, D]``, L2-normalised. ``serving_bytes``: ``image_bytes`` string ``[None]``
+    float32 ``[None, D]``, L2-normalized. ``serving_bytes``: ``image_bytes`` string ``[None]``
     (encoded JPEG/PNG) -> ``embeddings``. Only the embedding model's variables are saved. The
     contract metadata goes to ``keras_arcface.json`` inside the directory. The directory is
     written under a temporary name and renamed into place.

@@ -1,7 +1,7 @@
-"""The TensorFlow functions every export is built from: images -> L2-normalised embeddings.
+"""The TensorFlow functions every export is built from: images -> L2-normalized embeddings.
 
-Both functions wrap the Keras embedding model, whose first layer already normalises pixels
-(``(x - 127.5) / 127.5``), and add the L2 normalisation, so exported graphs follow the
+Both functions wrap the Keras embedding model, whose first layer already normalizes pixels
+(``(x - 127.5) / 127.5``), and add the L2 normalization, so exported graphs follow the
 contract of ``docs/export.md``: ``images`` float32 ``[None, S, S, 3]`` 0..255 in, ``embeddings``
 float32 ``[None, D]`` of unit norm out.
 """

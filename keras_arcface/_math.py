@@ -16,7 +16,7 @@ def l2_normalize(x, axis=-1, epsilon=NORM_EPSILON):
 
     Args:
         x: array-like.
-        axis: the axis to normalise, default the last.
+        axis: the axis to normalize, default the last.
         epsilon: floor of the squared norm, default 1e-12 (as ``tf.math.l2_normalize``).
 
     Returns:
@@ -36,7 +36,7 @@ def l2_normalize_ops(x, axis=-1, epsilon=NORM_EPSILON):
 
     Args:
         x: tensor or array.
-        axis: the axis to normalise, default the last.
+        axis: the axis to normalize, default the last.
         epsilon: floor of the squared norm, default 1e-12.
 
     Example:

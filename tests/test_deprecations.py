@@ -67,7 +67,7 @@ def test_verifier_is_the_verification_monitor():
     assert old.columns == ["verify/toy/accuracy", "verify/toy/accuracy_std"]
 
 
-def test_runtime_normalised_attribute_and_metadata_key():
+def test_runtime_normalized_attribute_and_metadata_key():
     from keras_arcface.inference import contract, runtimes
 
     class Fake(runtimes._Runtime):

@@ -99,7 +99,7 @@ def test_eval_cli_matches_hand_composed_protocol(workspace, capsys):
     assert entry["set"] == "pairs" and entry["num_pairs"] == 40
     assert report["settings"]["fusion"] == "normalized"
 
-    # Hand-composed: raw embeddings of images and mirrors, each normalised, summed.
+    # Hand-composed: raw embeddings of images and mirrors, each normalized, summed.
     model = keras.saving.load_model(workspace["model"], compile=False)
     pixels = workspace["pair_images"].astype(np.float32)
     raw = np.asarray(model.predict(pixels, verbose=0), np.float64)
@@ -198,6 +198,6 @@ def test_eval_cli_gives_the_same_numbers_for_every_format(workspace):
         assert entry["fold_accuracies"] == reference["fold_accuracies"], entry["model"]
         assert entry["auc"] == pytest.approx(reference["auc"], abs=1e-3), entry["model"]
         assert entry["eer"] == pytest.approx(reference["eer"], abs=1e-3), entry["model"]
-        assert entry["mean_norm"] is None  # exported graphs return normalised embeddings
+        assert entry["mean_norm"] is None  # exported graphs return normalized embeddings
     assert reference["mean_norm"] > 0
     assert (out / "roc_pairs.png").stat().st_size > 5000

@@ -165,11 +165,11 @@ def test_tpir_at_fpir_hand_worked():
 
 def test_identification_matches_loop_oracle():
     rng = np.random.default_rng(4)
-    centres = rng.normal(size=(40, 24))
+    centers = rng.normal(size=(40, 24))
     gallery_labels = np.repeat(np.arange(30), 2)  # identities 0..29 enrolled, 2 images each
-    gallery = centres[gallery_labels] + 1.3 * rng.normal(size=(60, 24))
+    gallery = centers[gallery_labels] + 1.3 * rng.normal(size=(60, 24))
     probe_labels = rng.integers(0, 40, size=200)  # 30..39 are not enrolled
-    probes = centres[probe_labels] + 1.3 * rng.normal(size=(200, 24))
+    probes = centers[probe_labels] + 1.3 * rng.normal(size=(200, 24))
     result = identification_metrics(
         probes, probe_labels, gallery, gallery_labels, fpir_targets=(0.1,), chunk_size=13
     )

@@ -104,8 +104,8 @@ def test_evaluate_model_with_keras_model_bin_file_and_embedder_like(tmp_path):
     images[1::4] = images[0::4]  # pairs 0, 2, 4, ... are identical images (genuine)
     issame = np.arange(20) % 2 == 0
     inputs = keras.Input(shape=(112, 112, 3), name="images")
-    centred = keras.layers.Rescaling(1 / 127.5, offset=-1.0)(inputs)
-    pooled = keras.layers.AveragePooling2D(16)(centred)
+    centered = keras.layers.Rescaling(1 / 127.5, offset=-1.0)(inputs)
+    pooled = keras.layers.AveragePooling2D(16)(centered)
     outputs = keras.layers.Dense(8)(keras.layers.Flatten()(pooled))
     model = keras.Model(inputs, outputs)
 
@@ -121,7 +121,7 @@ def test_evaluate_model_with_keras_model_bin_file_and_embedder_like(tmp_path):
             out = np.asarray(model.predict_on_batch(batch), np.float64)
             return out / np.linalg.norm(out, axis=1, keepdims=True)
 
-    normalised = evaluate_model(EmbedderLike(), (images, issame), progress=False, nfolds=5)
-    assert normalised["mean_norm"] == pytest.approx(1.0)
+    normalized = evaluate_model(EmbedderLike(), (images, issame), progress=False, nfolds=5)
+    assert normalized["mean_norm"] == pytest.approx(1.0)
     with pytest.raises(TypeError, match="Received: bin_path_or_set=int"):
         evaluate_model(model, 5)

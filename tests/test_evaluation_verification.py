@@ -299,7 +299,7 @@ def test_fold_bounds_are_kfold_contiguous():
         assert list(range(b, e)) == expected.tolist()
 
 
-def test_pair_distances_normalise_first():
+def test_pair_distances_normalize_first():
     assert pair_distances([[3.0, 4.0]], [[6.0, 8.0]]).tolist() == [0.0]
     assert pair_distances([[1.0, 0.0]], [[-5.0, 0.0]]).tolist() == [4.0]
 

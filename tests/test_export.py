@@ -1,6 +1,6 @@
 """Export tests: each artifact runs in its own runtime and is compared with Keras.
 
-Oracle: the Keras embedding model's raw output, L2-normalised here in float64 NumPy; the
+Oracle: the Keras embedding model's raw output, L2-normalized here in float64 NumPy; the
 exported graphs, LiteRT, onnxruntime and TensorFlow Serving signatures must reproduce it. The
 r-series is covered by the narrow iResNet preset "small" (full r18 under tests/
 test_export_slow.py) and MobileFaceNet by "mbf". Artifacts are shared by module fixtures

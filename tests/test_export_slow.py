@@ -1,6 +1,6 @@
 """Slow export tests: the full r18 backbone through every format, in every runtime.
 
-Oracle: the Keras model's raw embedding, L2-normalised in float64 NumPy.
+Oracle: the Keras model's raw embedding, L2-normalized in float64 NumPy.
 """
 
 import json

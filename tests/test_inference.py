@@ -1,7 +1,7 @@
 """Tests of keras_arcface.inference.Embedder on .keras files and run folders.
 
 The oracle is a float64 NumPy forward pass of a tiny embedding model whose maths is known
-exactly: normalise (x - 127.5) / 127.5, global average pool, dense. Exported formats are tested
+exactly: normalize (x - 127.5) / 127.5, global average pool, dense. Exported formats are tested
 in tests/test_export*.py.
 """
 

@@ -3,7 +3,7 @@
 The PyTorch networks below are written for this test from the published reference
 structure (arcface_torch's iresnet.py and mobilefacenet.py: module names, block layout,
 padding, eps), with random weights and non-trivial BN statistics. They are the oracle:
-the Keras model with the imported weights must give the same L2-normalised embedding.
+the Keras model with the imported weights must give the same L2-normalized embedding.
 """
 
 import sys
@@ -181,7 +181,7 @@ def random_images(count, seed):
 
 
 def torch_embeddings(model, images):
-    """Reference forward: InsightFace's normalisation, NCHW, float64 L2 normalisation."""
+    """Reference forward: InsightFace's normalization, NCHW, float64 L2 normalization."""
     x = torch.from_numpy(((images - 127.5) / 127.5).transpose(0, 3, 1, 2).copy())
     with torch.no_grad():
         out = model(x).double().numpy()

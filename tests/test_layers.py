@@ -15,7 +15,7 @@ agnostic = pytest.mark.backend_agnostic
 
 
 def oracle_cosines(embeddings, kernel, sub_centers=1):
-    """Loop: cosine of each row with each kernel row (a centre), max over a class's centres."""
+    """Loop: cosine of each row with each kernel row (a center), max over a class's centers."""
     embeddings, kernel = np.asarray(embeddings, np.float64), np.asarray(kernel, np.float64)
     units = kernel.shape[0] // sub_centers
     out = np.empty((embeddings.shape[0], units))
@@ -154,7 +154,7 @@ def test_column_labels_input():
 
 def layers_to_check():
     return [
-        NormDense(7, sub_centers=2, kernel_initializer="he_normal", name="centres"),
+        NormDense(7, sub_centers=2, kernel_initializer="he_normal", name="centers"),
         NormDense(7, kernel_regularizer=InterClassRegularizer(0.5, sub_centers=1)),
         ArcMarginProduct(7, margin=0.4, scale=30.0, easy_margin=True, sub_centers=3),
     ]

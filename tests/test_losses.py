@@ -130,7 +130,7 @@ def edge_cosines(margin=0.5):
         0.0,
         float(np.nextafter(np.float32(1), np.float32(0))),
         float(np.nextafter(np.float32(-1), np.float32(0))),
-        1.0000001,  # rounding overshoot of a normalised dot product: clipped
+        1.0000001,  # rounding overshoot of a normalized dot product: clipped
         -1.0000001,
     ]
 

@@ -79,9 +79,9 @@ def random_cosines(seed, batch=6, classes=8):
 
 def triplet_batch(seed, identities=3, per_identity=3, dim=5):
     rng = np.random.default_rng(seed)
-    centres = rng.normal(size=(identities, dim))
+    centers = rng.normal(size=(identities, dim))
     labels = np.repeat(np.arange(identities), per_identity)
-    x = centres[labels] + 0.8 * rng.normal(size=(len(labels), dim))
+    x = centers[labels] + 0.8 * rng.normal(size=(len(labels), dim))
     return labels, x.astype(np.float32)
 
 
@@ -122,14 +122,14 @@ def test_inter_class_angle_value_and_gradient():
         expected = finite_difference(lambda k, s=sub_centers: oracle_inter(k, s), kernel)
         assert_close(grad, expected, rtol=1e-4)
     assert float(InterLoss()(kernel)) == pytest.approx(-oracle_inter(kernel), rel=1e-5)
-    # orthogonal centres: every angle pi/2; identical centres stay finite
+    # orthogonal centers: every angle pi/2; identical centers stay finite
     assert float(inter_class_angle(np.eye(3, dtype=np.float32))) == pytest.approx(0.5, rel=1e-6)
     _, grad = value_and_grad(lambda k: inter_class_angle(k), np.ones((4, 3), np.float32))
     assert np.all(np.isfinite(grad))
 
 
 @agnostic
-def test_inter_class_regularizer_on_norm_dense_spreads_centres():
+def test_inter_class_regularizer_on_norm_dense_spreads_centers():
     head = NormDense(6, kernel_regularizer=InterClassRegularizer(2.0))
     head.build((None, 3))
     kernel = ops.convert_to_numpy(head.kernel)
@@ -176,9 +176,9 @@ def test_triplet_edge_batches():
         assert np.isfinite(value) and np.all(np.isfinite(grad))
         assert float(value) == pytest.approx(0.35, abs=1e-3)
     # a well-separated batch has zero loss
-    centres = np.eye(3, dtype=np.float32)
+    centers = np.eye(3, dtype=np.float32)
     labels = np.array([0, 0, 1, 1, 2, 2])
-    assert float(TripletLoss()(labels, centres[labels] * 3.0)) == pytest.approx(0.0, abs=1e-6)
+    assert float(TripletLoss()(labels, centers[labels] * 3.0)) == pytest.approx(0.0, abs=1e-6)
 
 
 @agnostic

@@ -140,7 +140,7 @@ def test_embedding_model_contract(name):
     out = model(images(2), training=False)
     assert out.shape == (2, dim) and out.dtype == "float32"
     assert np.all(np.isfinite(np.asarray(out)))
-    # The class-centre matrix never lives in an embedding model.
+    # The class-center matrix never lives in an embedding model.
     assert not any("margin" in w.path for w in model.weights)
 
 
@@ -149,7 +149,7 @@ def test_small_preset_is_small():
     assert params < 1_000_000 and macs < 50e6
 
 
-def test_first_layer_is_insightface_normalisation():
+def test_first_layer_is_insightface_normalization():
     model = get_backbone("small")
     layer = model.layers[1]
     assert layer.name == "normalize"
@@ -384,7 +384,7 @@ def test_face_recognition_model_trains_saves_and_exports(tmp_path):
     assert cosine.shape == (16, num_classes) and np.all(np.abs(cosine) <= 1.0 + 1e-6)
     embedding_model = model.embedding_model
     assert embedding_model.output.shape == (None, 128)
-    # The embedding model holds no class centre (a [128, num_classes] matrix).
+    # The embedding model holds no class center (a [128, num_classes] matrix).
     assert all(tuple(w.shape) != (128, num_classes) for w in embedding_model.weights)
 
     path = tmp_path / "task.keras"

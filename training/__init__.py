@@ -4,7 +4,7 @@ Modules:
     config        typed experiment configs, YAML experiment files, overrides, derived values
     strategy      one factory for default / MirroredStrategy / MultiWorkerMirroredStrategy
     schedules     warm-up + polynomial / step / cosine learning-rate schedules
-    optimizers    SGD/AdamW for the backbone, sparse-row optimiser for the class centres
+    optimizers    SGD/AdamW for the backbone, sparse-row optimiser for the class centers
     partial_fc    deprecated: the Partial FC head lives in keras_arcface.layers
     trainer       the custom training loop (``Trainer``)
     checkpointing resume checkpoints and atomic model files

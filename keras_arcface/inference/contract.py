@@ -2,7 +2,7 @@
 
 Every artifact (``.keras`` embedding model aside, whose output is the raw embedding) takes RGB
 NHWC images of 112x112 pixels with values 0..255 under the input name ``images`` and returns the
-L2-normalised float32 embedding under the output name ``embeddings``. The normalisation
+L2-normalized float32 embedding under the output name ``embeddings``. The normalization
 ``(x - 127.5) / 127.5`` is the first layer of every backbone, so it is inside every exported graph.
 See ``docs/export.md``.
 """
@@ -17,7 +17,7 @@ INPUT_NAME = "images"
 OUTPUT_NAME = "embeddings"
 BYTES_INPUT_NAME = "image_bytes"
 BYTES_SIGNATURE = "serving_bytes"
-PIXEL_CONVENTION = "RGB, NHWC, float32 (or uint8) values 0..255; normalisation inside the model"
+PIXEL_CONVENTION = "RGB, NHWC, float32 (or uint8) values 0..255; normalization inside the model"
 METADATA_KEY = "keras_arcface"
 DEFAULT_THRESHOLD = 0.3  # cosine similarity; see Embedder.verify for how to calibrate it.
 

@@ -27,7 +27,7 @@ l2_normalise = renamed_function(l2_normalize, "l2_normalise")
 
 
 class Embedder:
-    """Computes L2-normalised face embeddings with a model in any supported format.
+    """Computes L2-normalized face embeddings with a model in any supported format.
 
     ``Embedder.load`` reads a ``.keras`` embedding model, a run folder (its
     ``embedding_best.keras``, else ``embedding_latest.keras``), a SavedModel directory, a
@@ -112,7 +112,7 @@ class Embedder:
         return dict(self.runtime.metadata)
 
     def embed(self, images):
-        """Returns the float32 L2-normalised embeddings ``[B, D]`` of ``images``.
+        """Returns the float32 L2-normalized embeddings ``[B, D]`` of ``images``.
 
         Args:
             images: One ``[H, W, 3]`` array, an ``[N, H, W, 3]`` batch (uint8 or float32, RGB,

@@ -61,7 +61,7 @@ def _check_pixels(array, where):
     low, high = float(np.min(array)), float(np.max(array))
     if not np.isfinite(low) or not np.isfinite(high) or low < 0.0 or high > 255.0:
         raise ValueError(
-            f"Expected pixel values in 0..255 (RGB, not normalised) in {where}. "
+            f"Expected pixel values in 0..255 (RGB, not normalized) in {where}. "
             f"Received: value_range=({low}, {high})"
         )
     if np.issubdtype(array.dtype, np.floating) and high <= 1.0 and high > 0.0:

@@ -2,7 +2,7 @@
 
 ``NormDense`` gives float32 cosine logits in ``[-1, 1]``; ``ArcMarginProduct`` is the same head
 that also applies the ArcFace margin when called on ``[embeddings, labels]``. ``PartialFC``
-(TensorFlow) is the training head with Partial FC sampling. All keep one class centre per row,
+(TensorFlow) is the training head with Partial FC sampling. All keep one class center per row,
 ``[classes, D]`` (``CENTRE_LAYOUT``) and take the margin as one callable,
 ``logits_fn(labels, cosine)``.
 """

@@ -34,7 +34,7 @@ class ArcMarginProduct(NormDense):
         margin: additive angular margin in radians, ``[0, pi)``. Defaults to 0.5.
         scale: feature scale ``s``, ``> 0``. Defaults to 64.0.
         easy_margin: margin only where ``cos > 0``. Defaults to False.
-        sub_centers: centres per class (sub-center ArcFace). Defaults to 1.
+        sub_centers: centers per class (sub-center ArcFace). Defaults to 1.
         **kwargs: ``NormDense`` arguments (``kernel_initializer``, ``kernel_regularizer``) and
             ``keras.layers.Layer`` arguments.
 

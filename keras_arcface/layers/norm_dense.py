@@ -1,4 +1,4 @@
-"""NormDense: cosine similarity between embeddings and class centres."""
+"""NormDense: cosine similarity between embeddings and class centers."""
 
 import keras
 import numpy as np
@@ -7,33 +7,33 @@ from keras import ops
 from keras_arcface._math import l2_normalize_ops as l2_normalize
 from keras_arcface._validation import check_positive_int
 
-#: The class-centre layout of every classifier head: one centre per row, ``[classes, D]``.
+#: The class-center layout of every classifier head: one center per row, ``[classes, D]``.
 #: Rows make a sampled subset a contiguous ``gather`` along axis 0 (its gradient is a
 #: ``tf.IndexedSlices`` of those rows, which the sparse optimiser kernels update in place),
 #: a class shard a contiguous block of rows, and the full matmul costs the same either way
-#: (``matmul(embeddings, centres, transpose_b=True)``).
+#: (``matmul(embeddings, centers, transpose_b=True)``).
 CENTRE_LAYOUT = "classes_by_dim"
 _LEGACY_LAYOUT = "dim_by_classes"
 
 
 @keras.saving.register_keras_serializable(package="keras_arcface")
 class NormDense(keras.layers.Layer):
-    """Cosine logits: L2-normalised inputs times L2-normalised class centres, no bias.
+    """Cosine logits: L2-normalized inputs times L2-normalized class centers, no bias.
 
     Output ``[B, units]`` float32 cosines in ``[-1, 1]``, also under ``mixed_float16`` /
     ``mixed_bfloat16``: the layer defaults to a float32 dtype policy, keeps its kernel in float32
-    (no autocast), and normalises in float32. With ``sub_centers=k`` each class has ``k``
-    centres (kernel rows ``c*k .. c*k + k-1``) and the cosine of a class is the max over its
-    centres (sub-center ArcFace). Feed the output to a margin loss such as ``ArcFaceLoss``.
+    (no autocast), and normalizes in float32. With ``sub_centers=k`` each class has ``k``
+    centers (kernel rows ``c*k .. c*k + k-1``) and the cosine of a class is the max over its
+    centers (sub-center ArcFace). Feed the output to a margin loss such as ``ArcFaceLoss``.
 
-    The kernel holds one class centre per **row**, ``(units * sub_centers, D)``: the layout of
+    The kernel holds one class center per **row**, ``(units * sub_centers, D)``: the layout of
     ``PartialFC`` (and of the PyTorch reference's ``weight``), see ``CENTRE_LAYOUT``. Files
     saved by older versions with the ``(D, units)`` kernel load (the kernel is transposed on
     load).
 
     Args:
         units: number of classes, ``>= 1``.
-        sub_centers: centres per class, ``>= 1``. Defaults to 1.
+        sub_centers: centers per class, ``>= 1``. Defaults to 1.
         kernel_initializer: initializer of the ``(units * sub_centers, D)`` kernel.
             Defaults to ``"glorot_uniform"``.
         kernel_regularizer: optional regulariser of the kernel, e.g.
@@ -82,9 +82,9 @@ class NormDense(keras.layers.Layer):
         )
 
     def cosine(self, embeddings):
-        """Float32 cosines ``[B, units]`` of ``embeddings`` ``[B, D]`` (max over sub-centres)."""
-        centres = ops.transpose(l2_normalize(self.kernel, axis=-1))
-        cos = ops.matmul(l2_normalize(embeddings, axis=-1), centres)
+        """Float32 cosines ``[B, units]`` of ``embeddings`` ``[B, D]`` (max over sub-centers)."""
+        centers = ops.transpose(l2_normalize(self.kernel, axis=-1))
+        cos = ops.matmul(l2_normalize(embeddings, axis=-1), centers)
         if self.sub_centers > 1:
             cos = ops.max(ops.reshape(cos, (-1, self.units, self.sub_centers)), axis=-1)
         return ops.clip(cos, -1.0, 1.0)

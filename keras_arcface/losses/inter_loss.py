@@ -1,4 +1,4 @@
-"""Inter-Loss: push class centres apart (mean pairwise angle between centres)."""
+"""Inter-Loss: push class centers apart (mean pairwise angle between centers)."""
 
 import math
 
@@ -10,16 +10,16 @@ from keras_arcface.losses.margins import safe_angle
 
 
 def inter_class_angle(kernel, sub_centers=1):
-    """Mean angle between distinct class centres, divided by pi (in ``[0, 1]``).
+    """Mean angle between distinct class centers, divided by pi (in ``[0, 1]``).
 
-    The centres are the rows of ``kernel`` (the ``NormDense`` / ``PartialFC`` layout
-    ``(units * sub_centers, D)``, row ``c * sub_centers + j`` is sub-centre ``j`` of class
-    ``c``). Pairs of sub-centres of the same class are excluded. Cost: one ``M x M`` Gram
+    The centers are the rows of ``kernel`` (the ``NormDense`` / ``PartialFC`` layout
+    ``(units * sub_centers, D)``, row ``c * sub_centers + j`` is sub-center ``j`` of class
+    ``c``). Pairs of sub-centers of the same class are excluded. Cost: one ``M x M`` Gram
     matrix for ``M`` rows (``O(M^2 D)``), fine up to a few ten thousand classes.
 
     Args:
         kernel: float tensor ``(M, D)``.
-        sub_centers: sub-centres per class. Defaults to 1.
+        sub_centers: sub-centers per class. Defaults to 1.
 
     Returns:
         float32 scalar.
@@ -40,16 +40,16 @@ def inter_class_angle(kernel, sub_centers=1):
 
 @keras.saving.register_keras_serializable(package="keras_arcface")
 class InterLoss:
-    """Inter-Loss of the paper as a function of the class-centre matrix.
+    """Inter-Loss of the paper as a function of the class-center matrix.
 
     ``InterLoss()(kernel) = -inter_class_angle(kernel)``: minimising it enlarges the angles
-    between class centres (a special case of Minimum Hyperspherical Energy). The paper's eq. (6)
-    averages, over the samples of a batch, the angles between the sample's centre and every
-    other centre; on class-balanced data that is this all-pairs mean, which needs no labels.
+    between class centers (a special case of Minimum Hyperspherical Energy). The paper's eq. (6)
+    averages, over the samples of a batch, the angles between the sample's center and every
+    other center; on class-balanced data that is this all-pairs mean, which needs no labels.
     To train with it, attach ``InterClassRegularizer`` to the head's kernel.
 
     Args:
-        sub_centers: sub-centres per class (same as the ``NormDense``). Defaults to 1.
+        sub_centers: sub-centers per class (same as the ``NormDense``). Defaults to 1.
 
     Example:
         >>> value = InterLoss()(model.get_layer("head").kernel)
@@ -75,14 +75,14 @@ class InterLoss:
 class InterClassRegularizer(keras.regularizers.Regularizer):
     """Kernel regulariser adding ``weight * InterLoss`` (i.e. ``-weight * mean angle / pi``).
 
-    Use it on the class-centre matrix: ``NormDense(n, kernel_regularizer=
+    Use it on the class-center matrix: ``NormDense(n, kernel_regularizer=
     InterClassRegularizer(1.0))`` with ``NormSoftmaxLoss`` or ``ArcFaceLoss`` gives the paper's
     NS+Inter / ArcFace+Inter rows. The term is negative (it rewards large angles), so the
     reported total loss is the cross-entropy minus ``weight * mean_angle / pi``.
 
     Args:
         weight: weight of the term, ``>= 0``. Defaults to 1.0 (the paper's eq. 6).
-        sub_centers: sub-centres per class (same as the layer). Defaults to 1.
+        sub_centers: sub-centers per class (same as the layer). Defaults to 1.
 
     Example:
         >>> head = NormDense(1000, kernel_regularizer=InterClassRegularizer(1.0))

@@ -1,4 +1,4 @@
-"""Intra-Loss: mean angle between each sample and its own class centre."""
+"""Intra-Loss: mean angle between each sample and its own class center."""
 
 import keras
 
@@ -9,7 +9,7 @@ from keras_arcface.losses.margin_loss import intra_angle
 class IntraLoss(keras.losses.Loss):
     """Intra-Loss of the paper: ``mean(theta_y) / pi`` from cosine logits (section 2.3, eq. 5).
 
-    Shrinks the angle between each feature and its own class centre. Standalone it collapses
+    Shrinks the angle between each feature and its own class center. Standalone it collapses
     nothing useful (it ignores other classes); add it to a softmax loss. The simplest way is
     the ``intra_weight`` argument of every margin loss (``ArcFaceLoss(intra_weight=1.0)`` is the
     paper's ArcFace+Intra; ``NormSoftmaxLoss(intra_weight=1.0)`` its NS+Intra).

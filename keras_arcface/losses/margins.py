@@ -16,7 +16,7 @@ gathered (one batched gather), transformed, and written back with ``scatter_upda
 cross-entropy is the sparse one. Each built-in margin has an analytic derivative
 (``*_derivative``) so that ``margin_logits`` can run as one custom-gradient op whose backward
 pass edits only the ``B`` target entries of the incoming gradient: the margin then costs no
-extra ``B x N`` passes over a plain normalised softmax (see ``benchmarks/margin_overhead.py``).
+extra ``B x N`` passes over a plain normalized softmax (see ``benchmarks/margin_overhead.py``).
 
 Reference: Deng et al., "ArcFace: Additive Angular Margin Loss for Deep Face Recognition",
 arXiv 1801.07698, sections 2.1-2.3.
@@ -277,7 +277,7 @@ def margin_logits(
             margin=0.5)``.
         scale: the feature scale ``s``. Defaults to 64.0.
         detach_margin: if True, the target logit's value has the margin but its gradient is that
-            of the plain normalised softmax, ``scale`` (the current PyTorch reference's no-grad
+            of the plain normalized softmax, ``scale`` (the current PyTorch reference's no-grad
             shortcut). Defaults to False: the true gradient of the margin, as in the paper.
         target_derivative_fn: optional derivative of ``target_fn``. Defaults to None.
 

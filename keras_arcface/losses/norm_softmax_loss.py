@@ -8,7 +8,7 @@ from keras_arcface.losses.margins import clip_cosine
 
 @keras.saving.register_keras_serializable(package="keras_arcface")
 class NormSoftmaxLoss(MarginLoss):
-    """Normalised softmax: cross-entropy on ``s * cos(theta_j)`` (the paper's "NS" rows).
+    """Normalized softmax: cross-entropy on ``s * cos(theta_j)`` (the paper's "NS" rows).
 
     The zero-margin member of the family and the base of the paper's NS+Intra, NS+Inter and
     NS+Triplet rows.
@@ -22,7 +22,7 @@ class NormSoftmaxLoss(MarginLoss):
     Example:
         >>> model.compile(optimizer="sgd", loss=NormSoftmaxLoss(scale=64.0))
 
-    Reference: arXiv 1801.07698, section 2.2 (feature and weight normalisation).
+    Reference: arXiv 1801.07698, section 2.2 (feature and weight normalization).
     """
 
     def __init__(self, scale=64.0, intra_weight=0.0, name="norm_softmax_loss", **kwargs):

@@ -8,10 +8,10 @@ from keras_arcface.losses.margins import sparse_softmax_cross_entropy
 
 @keras.saving.register_keras_serializable(package="keras_arcface")
 class SoftmaxLoss(keras.losses.Loss):
-    """Sparse softmax cross-entropy on unnormalised logits (the paper's "Softmax" row).
+    """Sparse softmax cross-entropy on unnormalized logits (the paper's "Softmax" row).
 
     Goes with a plain ``keras.layers.Dense(num_classes)`` head (weights and features not
-    normalised, with or without bias), not with ``NormDense``: on cosines without a scale the
+    normalized, with or without bias), not with ``NormDense``: on cosines without a scale the
     logits are confined to ``[-1, 1]`` and the loss cannot converge. ``logits`` is the identity
     (cast to float32) so that it can be swapped in wherever a margin loss is expected.
 

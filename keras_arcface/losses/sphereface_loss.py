@@ -12,7 +12,7 @@ class SphereFaceLoss(MarginLoss):
     """Multiplicative angular margin loss: target logit ``s * psi(theta)``.
 
     ``psi(theta) = (-1)^k cos(margin * theta) - 2k`` with ``k = floor(margin * theta / pi)``
-    (SphereFace's monotone extension, valid for non-integer margins), on normalised features
+    (SphereFace's monotone extension, valid for non-integer margins), on normalized features
     and weights with scale ``s`` as in the ArcFace paper's combined framework (m1 = 1.35). The
     angle comes from ``margins.safe_angle`` (finite gradient at ``cos = +-1``). Unlike the
     original SphereFace there is no softmax annealing (lambda).

@@ -1,4 +1,4 @@
-"""Angular triplet loss on L2-normalised embeddings (paper section 2.3)."""
+"""Angular triplet loss on L2-normalized embeddings (paper section 2.3)."""
 
 import math
 
@@ -12,7 +12,7 @@ MINING = ("batch_hard", "semi_hard")
 
 
 def pairwise_angles(embeddings):
-    """Angles (radians) between all L2-normalised rows of ``embeddings`` ``[B, D]`` -> ``[B, B]``.
+    """Angles (radians) between all L2-normalized rows of ``embeddings`` ``[B, D]`` -> ``[B, B]``.
 
     Example:
         >>> pairwise_angles(ops.convert_to_tensor([[1.0, 0.0], [0.0, 2.0]]))  # pi/2 off-diag
@@ -34,7 +34,7 @@ def angular_triplet_loss(labels, embeddings, margin=0.35, mining="batch_hard"):
 
     Args:
         labels: int class ids ``[B]`` or ``[B, 1]``.
-        embeddings: float ``[B, D]`` (normalised here, in float32).
+        embeddings: float ``[B, D]`` (normalized here, in float32).
         margin: angular margin in radians. Defaults to 0.35.
         mining: ``"batch_hard"`` or ``"semi_hard"``. Defaults to ``"batch_hard"``.
 
@@ -77,7 +77,7 @@ def angular_triplet_loss(labels, embeddings, margin=0.35, mining="batch_hard"):
 class TripletLoss(keras.losses.Loss):
     """Angular triplet loss: ``y_true`` int labels ``[B]``, ``y_pred`` embeddings ``[B, D]``.
 
-    The margin is on the angle between L2-normalised features: a triplet is satisfied when
+    The margin is on the angle between L2-normalized features: a triplet is satisfied when
     ``theta(anchor, negative) >= theta(anchor, positive) + margin``. The loss is one scalar for
     the batch (the mean over mined triplets), so ``sample_weight`` is not supported. Batches
     need several images per identity (e.g. 8 identities x 4 images) for triplets to exist.

@@ -18,7 +18,7 @@ class FaceRecognitionModel(keras.Model):
     (``ArcFaceLoss()(labels, cosine)``).
 
     ``embedding_model`` is the backbone itself (images in 0..255 -> raw float32
-    embedding); it never contains the ``[D, num_classes]`` class-centre matrix.
+    embedding); it never contains the ``[D, num_classes]`` class-center matrix.
 
     Args:
         backbone: an embedding model following the contract of ``docs/architecture.md``,
@@ -59,7 +59,7 @@ class FaceRecognitionModel(keras.Model):
 
     @property
     def embedding_model(self):
-        """The embedding model (the backbone), without the class centres."""
+        """The embedding model (the backbone), without the class centers."""
         return self.backbone
 
     def build(self, input_shape):

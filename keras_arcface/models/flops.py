@@ -44,7 +44,7 @@ def count_params_and_macs(model_or_name, **backbone_kwargs):
     biases, BN scale and shift, PReLU slopes; BN running statistics are not counted.
     MACs count convolutions (grouped and depthwise included) and dense layers, at the
     model's input size (112x112 for the presets unless ``input_shape`` says otherwise);
-    batch normalisation, activations and additions are not counted, as is customary.
+    batch normalization, activations and additions are not counted, as is customary.
 
     Args:
         model_or_name: a functional ``keras.Model`` (nested functional models are walked)

@@ -92,7 +92,7 @@ def normalized_target_logit(loss, theta_degrees):
         theta_degrees: angles in degrees, any shape; returned with the same shape.
 
     Returns:
-        float64 NumPy array of normalised target logits.
+        float64 NumPy array of normalized target logits.
 
     Example:
         >>> from keras_arcface import losses
@@ -114,7 +114,7 @@ normalised_target_logit = renamed_function(normalized_target_logit, "normalised_
 
 
 def target_logit_curves(theta_degrees=None, specs=CURVE_LOSSES):
-    """Computes the paper's Figure 4(b): normalised target logit against the angle.
+    """Computes the paper's Figure 4(b): normalized target logit against the angle.
 
     Args:
         theta_degrees: angles in [0, 180] degrees; default 721 points from 0 to 180.
@@ -135,8 +135,8 @@ def target_logit_curves(theta_degrees=None, specs=CURVE_LOSSES):
 def binary_decision_boundary(loss, theta1_degrees):
     """Where the binary decision boundary of class 1 lies, as the angle to class 2.
 
-    With two classes, a sample at angle ``theta1`` from centre 1 and ``theta2`` from
-    centre 2 is assigned to class 1 when its margin-adjusted target logit beats the
+    With two classes, a sample at angle ``theta1`` from center 1 and ``theta2`` from
+    center 2 is assigned to class 1 when its margin-adjusted target logit beats the
     plain logit of class 2: ``s * f(theta1) > s * cos(theta2)``. The boundary is
     therefore ``theta2 = arccos(f(theta1))`` (clipped to [0, 180] degrees). Without a
     margin it is the diagonal ``theta2 = theta1``; the distance above the diagonal is
@@ -147,7 +147,7 @@ def binary_decision_boundary(loss, theta1_degrees):
 
     Args:
         loss: a loss object from ``keras_arcface.losses.get``.
-        theta1_degrees: angles in degrees between the sample and centre 1.
+        theta1_degrees: angles in degrees between the sample and center 1.
 
     Returns:
         float64 array of boundary angles ``theta2`` in degrees.
@@ -176,7 +176,7 @@ def decision_margins(theta_degrees=None, specs=MARGIN_LOSSES):
 
 
 def plot_target_logit_curves(path, theta_degrees=None, specs=CURVE_LOSSES):
-    """Draws Figure 4(b) (normalised target logit against theta) into the PNG ``path``.
+    """Draws Figure 4(b) (normalized target logit against theta) into the PNG ``path``.
 
     Args:
         path: output PNG file (written atomically).
@@ -194,7 +194,7 @@ def plot_target_logit_curves(path, theta_degrees=None, specs=CURVE_LOSSES):
     axis.axhline(0.0, color="0.7", linewidth=0.8)
     axis.set_xlim(0.0, 180.0)
     axis.set_xticks(np.arange(0, 181, 20))
-    axis.set_xlabel("angle between feature and target centre, theta (degrees)")
+    axis.set_xlabel("angle between feature and target center, theta (degrees)")
     axis.set_ylabel("target logit / scale")
     axis.set_title("Target logit curves (ArcFace paper, Fig. 4b)")
     axis.grid(True, alpha=0.3)

@@ -42,7 +42,7 @@ class TableConfig:
         image_size: rendered image side in pixels (default 48).
         backbone: backbone preset of ``keras_arcface.models.get_backbone`` (default "small").
         embedding_dim: embedding size (default 128).
-        scale: the one feature scale ``s`` used by every normalised loss (default 16;
+        scale: the one feature scale ``s`` used by every normalized loss (default 16;
             the paper's 64 barely trains this small network in this budget).
         steps: the training budget in optimiser steps, the same for every row
             (default 150). Ignored when ``budget_seconds`` is set.
@@ -143,7 +143,7 @@ class Row:
             or None.
         params: keyword arguments of that loss (margins in radians).
         intra: add the paper's Intra-Loss (eq. 5) with weight 1.
-        inter: add the paper's Inter-Loss (eq. 6) on the class centres with weight 1.
+        inter: add the paper's Inter-Loss (eq. 6) on the class centers with weight 1.
         triplet_margin: add the angular Triplet-Loss (eq. 7) with this margin, or None.
     """
 
@@ -181,7 +181,7 @@ def build_objective(row, num_classes, scale):
     Args:
         row: a `Row`.
         num_classes: number of training identities.
-        scale: the feature scale ``s`` of every normalised softmax-family loss.
+        scale: the feature scale ``s`` of every normalized softmax-family loss.
 
     Returns:
         an `Objective`.
@@ -197,7 +197,7 @@ def build_objective(row, num_classes, scale):
         head = keras.layers.Dense(num_classes, name="classifier")
         head_losses.append(losses.get(row.loss))
     elif row.head == "norm":
-        # The paper's +Inter (eq. 6) is a regulariser on the class centres and its +Intra
+        # The paper's +Inter (eq. 6) is a regulariser on the class centers and its +Intra
         # (eq. 5) the ``intra_weight`` term of the margin loss, both with weight 1.
         regularizer = losses.InterClassRegularizer(1.0) if row.inter else None
         head = layers.NormDense(num_classes, kernel_regularizer=regularizer, name="classifier")
@@ -462,7 +462,7 @@ def _settings_markdown(summary):
             f"(half genuine), 10-fold protocol with flip fusion; images "
             f"{config['image_size']}x{config['image_size']} RGB.  ",
             f"Model: backbone `{config['backbone']}`, {config['embedding_dim']}-d embedding; "
-            f"scale s = {config['scale']:g} for every normalised loss; batch "
+            f"scale s = {config['scale']:g} for every normalized loss; batch "
             f"{trainer['identities_per_batch']} identities x {trainer['images_per_identity']} "
             f"images; SGD lr {trainer['learning_rate']:g} (warm-up "
             f"{trainer['warmup_fraction']:.0%}, cosine decay), momentum {trainer['momentum']:g}, "

@@ -52,7 +52,7 @@ def add_arguments(parser):
         "--seeds", type=int, default=None, help="seeds per loss (default 3; 1 with --reduced)"
     )
     table.add_argument(
-        "--scale", type=float, default=None, help="scale s of every normalised loss (default 16)"
+        "--scale", type=float, default=None, help="scale s of every normalized loss (default 16)"
     )
     table.add_argument(
         "--reduced", action="store_true", help="tiny data and budget (CI; about a minute)"

@@ -187,19 +187,19 @@ def _draw_mouth(canvas, t, cx, n, skin):
     w = t["mouth_w"] * (1 + 0.15 * max(n["smile"], 0))
     lip = skin * np.array([0.95, 0.62, 0.62]) * (0.8 + 0.3 * t["lip_tint"])
     ts = np.linspace(-1, 1, 21)
-    centre = y - n["smile"] * 0.035 * ts**2
+    center = y - n["smile"] * 0.035 * ts**2
     root = np.sqrt(1 - ts**2)
-    upper = centre - (t["lip_top"] + n["mouth_open"] / 2) * root
-    lower = centre + (t["lip_bottom"] + n["mouth_open"] / 2) * root
+    upper = center - (t["lip_top"] + n["mouth_open"] / 2) * root
+    lower = center + (t["lip_bottom"] + n["mouth_open"] / 2) * root
     xs = cx + ts * w
     canvas.polygon(list(zip(xs, upper)) + list(zip(xs[::-1], lower[::-1])), np.clip(lip, 0, 255))
     if n["mouth_open"] > 0.008:
         half = n["mouth_open"] / 2 * root
         canvas.polygon(
-            list(zip(xs, centre - half)) + list(zip(xs[::-1], (centre + half)[::-1])), (50, 20, 20)
+            list(zip(xs, center - half)) + list(zip(xs[::-1], (center + half)[::-1])), (50, 20, 20)
         )
     else:
-        canvas.line(list(zip(xs, centre)), _shade(lip, 0.6), 0.006)
+        canvas.line(list(zip(xs, center)), _shade(lip, 0.6), 0.006)
 
 
 def _draw_eye(canvas, t, side, cx, n):
