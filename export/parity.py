@@ -183,6 +183,40 @@ def cosine_parity(reference, candidate):
     return np.sum(l2_normalize(a, axis=1) * l2_normalize(b, axis=1), axis=1)
 
 
+def _check_artifact(artifact, expected, images, pair_set, keras_accuracy, progress):
+    """Gates one ``(name, path, precision)`` artifact: cosine, then accuracy when given pairs."""
+    from keras_arcface.inference import Embedder
+
+    name, path, precision = artifact
+    if precision not in COSINE_GATES:
+        raise ValueError(
+            f"Expected a precision in {list(COSINE_GATES)}. Received: precision={precision!r}"
+        )
+    embedder = Embedder.load(path)
+    cosines = cosine_parity(expected, embedder.embed(images))
+    result = ArtifactParity(
+        name=name,
+        path=os.fspath(path),
+        format=embedder.format,
+        precision=precision,
+        min_cosine=float(np.min(cosines)),
+        mean_cosine=float(np.mean(cosines)),
+        cosine_gate=COSINE_GATES[precision],
+    )
+    if not result.min_cosine >= result.cosine_gate:
+        result.reasons.append(f"min cosine {result.min_cosine:.6f} < {result.cosine_gate}")
+    if pair_set is not None:
+        accuracy = verification_accuracy(embedder, pair_set, progress=progress, description=name)
+        result.accuracy = float(accuracy["accuracy"])
+        result.accuracy_delta_points = float(100 * abs(result.accuracy - keras_accuracy))
+        if result.accuracy_delta_points > ACCURACY_TOLERANCE_POINTS:
+            result.reasons.append(
+                f"accuracy {100 * result.accuracy:.2f}% vs Keras {100 * keras_accuracy:.2f}%"
+            )
+    result.passed = not result.reasons
+    return result
+
+
 def check_parity(
     reference,
     artifacts,
@@ -214,43 +248,14 @@ def check_parity(
     >>> report = check_parity(Embedder.from_model(model), [("onnx", "m.onnx", "float32")],
     ...                       images)  # doctest: +SKIP
     """
-    from keras_arcface.inference import Embedder
-
     images = np.asarray(images, np.float32)
     expected = reference.embed(images)
     if pair_set is not None and keras_accuracy is None:
         keras_accuracy = verification_accuracy(reference, pair_set, progress=progress)["accuracy"]
-    results = []
-    for name, path, precision in artifacts:
-        if precision not in COSINE_GATES:
-            raise ValueError(
-                f"Expected a precision in {list(COSINE_GATES)}. Received: precision={precision!r}"
-            )
-        embedder = Embedder.load(path)
-        cosines = cosine_parity(expected, embedder.embed(images))
-        result = ArtifactParity(
-            name=name,
-            path=os.fspath(path),
-            format=embedder.format,
-            precision=precision,
-            min_cosine=float(np.min(cosines)),
-            mean_cosine=float(np.mean(cosines)),
-            cosine_gate=COSINE_GATES[precision],
-        )
-        if not result.min_cosine >= result.cosine_gate:
-            result.reasons.append(f"min cosine {result.min_cosine:.6f} < {result.cosine_gate}")
-        if pair_set is not None:
-            accuracy = verification_accuracy(
-                embedder, pair_set, progress=progress, description=name
-            )["accuracy"]
-            result.accuracy = float(accuracy)
-            result.accuracy_delta_points = float(100 * abs(accuracy - keras_accuracy))
-            if result.accuracy_delta_points > ACCURACY_TOLERANCE_POINTS:
-                result.reasons.append(
-                    f"accuracy {100 * accuracy:.2f}% vs Keras {100 * keras_accuracy:.2f}%"
-                )
-        result.passed = not result.reasons
-        results.append(result)
+    results = [
+        _check_artifact(artifact, expected, images, pair_set, keras_accuracy, progress)
+        for artifact in artifacts
+    ]
     return ParityReport(
         artifacts=results,
         num_images=int(images.shape[0]),

@@ -59,8 +59,8 @@ def add_arguments(parser):
     parser.add_argument(
         "--raw-fusion",
         action="store_true",
-        help="sum raw (unnormalised) embeddings of image and flip, as the reference does; "
-        "only .keras models and run folders give raw embeddings (default: normalise each "
+        help="sum raw (unnormalized) embeddings of image and flip, as the reference does; "
+        "only .keras models and run folders give raw embeddings (default: normalize each "
         "first, which gives the same numbers for every format)",
     )
     parser.add_argument("--nfolds", type=int, default=10, help="folds of the protocol")
@@ -123,40 +123,9 @@ def run(args):
                 "embedding_dim": embedder.embedding_dim,
             }
         )
-        for name, bin_path, pair_set in sets:
-            embed_fn, raw = _embed_fn(embedder, pair_set.images.shape[1:3])
-            result = evaluate_verification(
-                embed_fn,
-                pair_set.images,
-                pair_set.issame,
-                batch_size=args.batch_size,
-                flip=not args.no_flip,
-                progress=progress,
-                nfolds=args.nfolds,
-                far_targets=args.far,
-                normalize_before_fusion=not args.raw_fusion,
-                description=f"{label} {name}",
-            )
-            if not raw:
-                result["mean_norm"] = None  # the format returns normalised embeddings only
-            verification.append((label, name, bin_path, result))
+        verification += _verification_results(embedder, label, sets, args, progress)
         if folder is not None:
-            images, labels, root = folder
-            embed_fn, _ = _embed_fn(embedder, images.shape[1:3])
-            result = evaluate_identification(
-                embed_fn,
-                images,
-                labels,
-                gallery_per_identity=args.gallery_per_identity,
-                open_set_fraction=args.open_set_fraction,
-                seed=args.seed,
-                batch_size=args.batch_size,
-                flip=not args.no_flip,
-                progress=progress,
-                fpir_targets=DEFAULT_FPIR_TARGETS,
-                description=f"{label} {os.path.basename(root)}",
-            )
-            identification.append((label, os.path.basename(root), root, result))
+            identification.append(_identification_result(embedder, label, folder, args, progress))
 
     text = _text_report(verification, identification)
     payload = _json_payload(args, models, verification, identification)
@@ -167,6 +136,49 @@ def run(args):
         written = _write_plots(args.plot_dir, sets, verification)
         text += f"\nPlots written to {args.plot_dir}: {', '.join(written)}"
     return {"text": text, "payload": payload}
+
+
+def _verification_results(embedder, label, sets, args, progress):
+    """``[(label, set name, .bin path, result)]`` of one model on every pair set."""
+    results = []
+    for name, bin_path, pair_set in sets:
+        embed_fn, raw = _embed_fn(embedder, pair_set.images.shape[1:3])
+        result = evaluate_verification(
+            embed_fn,
+            pair_set.images,
+            pair_set.issame,
+            batch_size=args.batch_size,
+            flip=not args.no_flip,
+            progress=progress,
+            nfolds=args.nfolds,
+            far_targets=args.far,
+            normalize_before_fusion=not args.raw_fusion,
+            description=f"{label} {name}",
+        )
+        if not raw:
+            result["mean_norm"] = None  # the format returns normalized embeddings only
+        results.append((label, name, bin_path, result))
+    return results
+
+
+def _identification_result(embedder, label, folder, args, progress):
+    """``(label, folder name, folder path, result)`` of one model on the image folder."""
+    images, labels, root = folder
+    embed_fn, _ = _embed_fn(embedder, images.shape[1:3])
+    result = evaluate_identification(
+        embed_fn,
+        images,
+        labels,
+        gallery_per_identity=args.gallery_per_identity,
+        open_set_fraction=args.open_set_fraction,
+        seed=args.seed,
+        batch_size=args.batch_size,
+        flip=not args.no_flip,
+        progress=progress,
+        fpir_targets=DEFAULT_FPIR_TARGETS,
+        description=f"{label} {os.path.basename(root)}",
+    )
+    return label, os.path.basename(root), root, result
 
 
 def _check_args(args):

@@ -1,6 +1,6 @@
 """Face identification (1:N search): gallery/probe split, rank-k accuracy, TPIR at FPIR.
 
-Scores are cosine similarities of L2-normalised embeddings (higher = more similar). A probe
+Scores are cosine similarities of L2-normalized embeddings (higher = more similar). A probe
 is *mated* when its identity is enrolled in the gallery and *non-mated* (open-set) otherwise.
 
 - Rank-k accuracy (closed set, mated probes only): the probe's identity is among the k
@@ -15,6 +15,7 @@ Search is vectorised: float32 matrix products over chunks of probes sized to kee
 block near 64 MiB, so a 100k x 512 gallery runs on a laptop CPU.
 """
 
+import dataclasses
 import time
 
 import numpy as np
@@ -76,11 +77,11 @@ def search(queries, gallery, *, k=5, chunk_size=None, normalized=False, progress
     """Finds the ``k`` most similar gallery embeddings of every query (cosine similarity).
 
     Args:
-        queries: ``[Q, D]`` query embeddings (raw or normalised; normalised here).
-        gallery: ``[G, D]`` gallery embeddings (raw or normalised).
+        queries: ``[Q, D]`` query embeddings (raw or normalized; normalized here).
+        gallery: ``[G, D]`` gallery embeddings (raw or normalized).
         k: neighbours per query (default 5; capped at G).
         chunk_size: queries per matrix product (default: a ~64 MiB score block).
-        normalized: both inputs are float32 and already L2-normalised; skips a pass over
+        normalized: both inputs are float32 and already L2-normalized; skips a pass over
             the gallery when it is searched repeatedly (default False).
         progress: show a tqdm progress bar (default False).
 
@@ -94,7 +95,7 @@ def search(queries, gallery, *, k=5, chunk_size=None, normalized=False, progress
         >>> indices.tolist(), [round(float(s), 3) for s in scores[0]]
         ([[1, 2]], [0.894, 0.447])
     """
-    queries, gallery = _normalised_pair(queries, gallery, skip=normalized)
+    queries, gallery = _normalized_pair(queries, gallery, skip=normalized)
     k = int(k)
     if k < 1:
         raise ValueError(f"k must be a positive integer. Received: k={k}")
@@ -132,7 +133,7 @@ def identification_metrics(
     """Closed-set rank-k accuracy and open-set TPIR at FPIR of a probe set against a gallery.
 
     Args:
-        probe_embeddings: ``[P, D]`` probe embeddings (raw or normalised).
+        probe_embeddings: ``[P, D]`` probe embeddings (raw or normalized).
         probe_labels: ``[P]`` probe identities; a label absent from the gallery makes the
             probe non-mated (open set).
         gallery_embeddings: ``[G, D]`` gallery embeddings.
@@ -159,47 +160,23 @@ def identification_metrics(
     start = time.perf_counter()
     probe_labels = _check_labels(probe_labels, "probe_labels")
     gallery_labels = _check_labels(gallery_labels, "gallery_labels")
-    probes, gallery = _normalised_pair(probe_embeddings, gallery_embeddings)
+    probes, gallery = _normalized_pair(probe_embeddings, gallery_embeddings)
     _check_lengths(probes, probe_labels, "probe")
     _check_lengths(gallery, gallery_labels, "gallery")
     ranks = _check_ranks(ranks)
     fpir_targets = tuple(float(t) for t in fpir_targets)
     if any(not 0 < t < 1 for t in fpir_targets):
         raise ValueError(f"fpir_targets must lie in (0, 1). Received: fpir_targets={fpir_targets}")
-
-    # Columns grouped by identity so that reduceat gives each identity's best image.
-    identities, gallery_ids = np.unique(gallery_labels, return_inverse=True)
-    order = np.argsort(gallery_ids, kind="stable")
-    gallery = gallery[order]
-    starts = np.searchsorted(gallery_ids[order], np.arange(len(identities)))
-    one_per_identity = len(identities) == len(gallery)
-    position = np.searchsorted(identities, probe_labels)
-    position = np.minimum(position, len(identities) - 1)
-    mated = identities[position] == probe_labels
-    mate_column = np.where(mated, position, 0)
-
-    probe_ranks = np.zeros(len(probes), dtype=np.int64)
-    top1_scores = np.empty(len(probes), dtype=np.float32)
-    top1_is_mate = np.zeros(len(probes), dtype=bool)
-    mate_scores = np.full(len(probes), -np.inf, dtype=np.float32)
-    for begin, block in _score_blocks(probes, gallery, chunk_size, progress, "identification"):
-        if not one_per_identity:
-            block = np.maximum.reduceat(block, starts, axis=1)
-        rows = slice(begin, begin + len(block))
-        mate = block[np.arange(len(block)), mate_column[rows]]
-        higher = np.count_nonzero(block > mate[:, None], axis=1)
-        probe_ranks[rows] = np.where(mated[rows], higher + 1, 0)
-        mate_scores[rows] = np.where(mated[rows], mate, -np.inf)
-        top1_scores[rows] = block.max(axis=1)
-        top1_is_mate[rows] = mated[rows] & (higher == 0)
-
+    layout = _GalleryLayout.build(gallery_labels, probe_labels)
+    scores = _rank_probes(probes, gallery[layout.order], layout, chunk_size, progress)
+    mated = layout.mated
     num_mated = int(mated.sum())
-    first_hits = np.bincount(probe_ranks[mated], minlength=max(ranks) + 1)[1 : max(ranks) + 1]
+    first_hits = np.bincount(scores.ranks[mated], minlength=max(ranks) + 1)[1 : max(ranks) + 1]
     cmc = (np.cumsum(first_hits) / num_mated).tolist() if num_mated else [None] * max(ranks)
     result = {"cmc": cmc}
     result.update({f"rank_{rank}": cmc[rank - 1] for rank in ranks})
     result["tpir_at_fpir"] = [
-        _tpir_at_fpir(target, top1_scores[~mated], mate_scores[mated], top1_is_mate[mated])
+        _tpir_at_fpir(target, scores.top1[~mated], scores.mate[mated], scores.top1_is_mate[mated])
         for target in fpir_targets
     ]
     result.update(
@@ -207,12 +184,64 @@ def identification_metrics(
         num_mated=num_mated,
         num_nonmated=int(len(probes) - num_mated),
         num_gallery=int(len(gallery)),
-        num_gallery_identities=int(len(identities)),
-        probe_ranks=probe_ranks,
-        top1_scores=top1_scores,
+        num_gallery_identities=int(len(layout.identities)),
+        probe_ranks=scores.ranks,
+        top1_scores=scores.top1,
         seconds=time.perf_counter() - start,
     )
     return result
+
+
+@dataclasses.dataclass(frozen=True)
+class _GalleryLayout:
+    """Gallery columns grouped by identity, and where each probe's mate identity sits."""
+
+    identities: np.ndarray  # sorted unique gallery identities
+    order: np.ndarray  # gallery rows, grouped by identity (stable)
+    starts: np.ndarray  # first column of each identity in that order
+    mated: np.ndarray  # bool [P]: the probe's identity is in the gallery
+    mate_column: np.ndarray  # [P] the identity index of the mate (0 for non-mated)
+
+    @classmethod
+    def build(cls, gallery_labels, probe_labels):
+        identities, gallery_ids = np.unique(gallery_labels, return_inverse=True)
+        order = np.argsort(gallery_ids, kind="stable")
+        starts = np.searchsorted(gallery_ids[order], np.arange(len(identities)))
+        position = np.minimum(np.searchsorted(identities, probe_labels), len(identities) - 1)
+        mated = identities[position] == probe_labels
+        return cls(identities, order, starts, mated, np.where(mated, position, 0))
+
+
+@dataclasses.dataclass(frozen=True)
+class _ProbeScores:
+    ranks: np.ndarray  # int64 [P]: rank of the mate identity (1 = first), 0 for non-mated
+    top1: np.ndarray  # float32 [P]: best identity score
+    top1_is_mate: np.ndarray  # bool [P]
+    mate: np.ndarray  # float32 [P]: the mate identity's score, -inf for non-mated
+
+
+def _rank_probes(probes, grouped_gallery, layout, chunk_size, progress):
+    """Scores every probe against every identity (its best image), block by block."""
+    one_per_identity = len(layout.identities) == len(grouped_gallery)
+    scores = _ProbeScores(
+        ranks=np.zeros(len(probes), dtype=np.int64),
+        top1=np.empty(len(probes), dtype=np.float32),
+        top1_is_mate=np.zeros(len(probes), dtype=bool),
+        mate=np.full(len(probes), -np.inf, dtype=np.float32),
+    )
+    blocks = _score_blocks(probes, grouped_gallery, chunk_size, progress, "identification")
+    for begin, block in blocks:
+        if not one_per_identity:
+            block = np.maximum.reduceat(block, layout.starts, axis=1)
+        rows = slice(begin, begin + len(block))
+        mated = layout.mated[rows]
+        mate = block[np.arange(len(block)), layout.mate_column[rows]]
+        higher = np.count_nonzero(block > mate[:, None], axis=1)
+        scores.ranks[rows] = np.where(mated, higher + 1, 0)
+        scores.mate[rows] = np.where(mated, mate, -np.inf)
+        scores.top1[rows] = block.max(axis=1)
+        scores.top1_is_mate[rows] = mated & (higher == 0)
+    return scores
 
 
 def evaluate_identification(
@@ -253,37 +282,20 @@ def evaluate_identification(
     Example:
         >>> result = evaluate_identification(embedder.embed, images, labels)  # doctest: +SKIP
     """
-    from keras_arcface.evaluation.verification import embed_images
+    from keras_arcface.evaluation.verification import embed_fused
 
     labels = _check_labels(labels, "labels")
-    if len(images) != len(labels):
-        raise ValueError(
-            "images and labels must have the same length. "
-            f"Received: len(images)={len(images)}, len(labels)={len(labels)}"
-        )
-    gallery_idx, probe_idx = split_gallery_probe(
-        labels,
-        gallery_per_identity=gallery_per_identity,
-        open_set_fraction=open_set_fraction,
-        seed=seed,
+    gallery_idx, probe_idx = _split_images(
+        images, labels, gallery_per_identity, open_set_fraction, seed
     )
-    if len(probe_idx) == 0:
-        raise ValueError(
-            "No probes: every identity has at most gallery_per_identity images. "
-            f"Received: gallery_per_identity={gallery_per_identity}, num_images={len(labels)}"
-        )
-    embeddings = embed_images(
-        embed_fn, images, batch_size=batch_size, progress=progress, desc=description
+    embeddings, _ = embed_fused(
+        embed_fn,
+        images,
+        batch_size=batch_size,
+        progress=progress,
+        description=description,
+        flip=flip,
     )
-    if flip:
-        embeddings = embeddings + embed_images(
-            embed_fn,
-            images,
-            batch_size=batch_size,
-            progress=progress,
-            desc=f"{description} (flipped)",
-            flip=True,
-        )
     result = identification_metrics(
         embeddings[probe_idx],
         labels[probe_idx],
@@ -302,6 +314,26 @@ def evaluate_identification(
 
 
 # ----------------------------------------------------------------------------- internals
+
+
+def _split_images(images, labels, gallery_per_identity, open_set_fraction, seed):
+    if len(images) != len(labels):
+        raise ValueError(
+            "images and labels must have the same length. "
+            f"Received: len(images)={len(images)}, len(labels)={len(labels)}"
+        )
+    gallery_idx, probe_idx = split_gallery_probe(
+        labels,
+        gallery_per_identity=gallery_per_identity,
+        open_set_fraction=open_set_fraction,
+        seed=seed,
+    )
+    if len(probe_idx) == 0:
+        raise ValueError(
+            "No probes: every identity has at most gallery_per_identity images. "
+            f"Received: gallery_per_identity={gallery_per_identity}, num_images={len(labels)}"
+        )
+    return gallery_idx, probe_idx
 
 
 def _tpir_at_fpir(target, nonmated_top1, mate_scores, mate_first):
@@ -351,7 +383,7 @@ def _score_blocks(queries, gallery, chunk_size, progress, desc):
             bar.update(len(block))
 
 
-def _normalised_pair(queries, gallery, skip=False):
+def _normalized_pair(queries, gallery, skip=False):
     queries = np.asarray(queries)
     gallery = np.asarray(gallery)
     if queries.ndim != 2 or gallery.ndim != 2 or queries.shape[1] != gallery.shape[1]:

@@ -3,7 +3,7 @@
 The protocol is the one the ArcFace paper's numbers (LFW, CFP-FP, AgeDB-30) are
 reported with (InsightFace's ``verification.py``):
 
-1. embeddings L2-normalised, squared Euclidean distance per pair (0..4);
+1. embeddings L2-normalized, squared Euclidean distance per pair (0..4);
 2. thresholds ``arange(0, 4, 0.01)``, a pair is predicted "same" when ``distance < threshold``;
 3. the pairs are cut into 10 contiguous folds (no shuffling); for every fold the threshold
    with the best accuracy on the other 9 folds (the FIRST maximum on ties) is applied to the
@@ -32,10 +32,10 @@ DEFAULT_FAR_TARGETS = (1e-1, 1e-2, 1e-3, 1e-4)
 
 
 def pair_distances(embeddings1, embeddings2):
-    """Squared L2 distance between L2-normalised embeddings, pair by pair (0..4).
+    """Squared L2 distance between L2-normalized embeddings, pair by pair (0..4).
 
     Args:
-        embeddings1: ``[N, D]`` first image of every pair (raw or normalised).
+        embeddings1: ``[N, D]`` first image of every pair (raw or normalized).
         embeddings2: ``[N, D]`` second image of every pair.
 
     Returns:
@@ -94,8 +94,8 @@ def verification_metrics(
     (every distinct distance is a threshold), not on the grid.
 
     Args:
-        embeddings1: ``[N, D]`` embeddings of the first image of each pair (raw or normalised;
-            they are L2-normalised here).
+        embeddings1: ``[N, D]`` embeddings of the first image of each pair (raw or normalized;
+            they are L2-normalized here).
         embeddings2: ``[N, D]`` embeddings of the second image.
         issame: ``[N]`` booleans, True for a genuine (same identity) pair.
         nfolds: number of contiguous folds (default 10, the reference's).
@@ -171,9 +171,9 @@ def evaluate_verification(
     """Embeds a pair set and runs :func:`verification_metrics` on it.
 
     With ``flip`` (the reference's default), each image's embedding is the sum of the
-    embeddings of the image and of its horizontal mirror, L2-normalised afterwards.
+    embeddings of the image and of its horizontal mirror, L2-normalized afterwards.
     ``mean_norm`` is the mean L2 norm of every embedding ``embed_fn`` returned (originals and
-    mirrors), before any normalisation: the reference's "XNorm".
+    mirrors), before any normalization: the reference's "XNorm".
 
     Args:
         embed_fn: callable mapping float32 ``[B, H, W, 3]`` RGB 0..255 to ``[B, D]`` embeddings.
@@ -185,9 +185,9 @@ def evaluate_verification(
         progress: show a tqdm progress bar (default True).
         nfolds: folds of the protocol (default 10).
         far_targets: FAR values for TAR@FAR.
-        normalize_before_fusion: L2-normalise each embedding before adding the mirror's
+        normalize_before_fusion: L2-normalize each embedding before adding the mirror's
             (default False: the reference sums the raw embeddings). Exported formats return
-            normalised embeddings only, so ``keras-arcface eval`` sets this for every format
+            normalized embeddings only, so ``keras-arcface eval`` sets this for every format
             to give the same numbers across formats.
         description: label of the progress bar.
 
@@ -211,23 +211,15 @@ def evaluate_verification(
             f"Received: len(images)={len(images)}, len(issame)={len(issame)}"
         )
     start = time.perf_counter()
-    raw = embed_images(embed_fn, images, batch_size=batch_size, progress=progress, desc=description)
-    norms = [np.linalg.norm(raw, axis=1)]
-    fused = raw
-    if flip:
-        mirrored = embed_images(
-            embed_fn,
-            images,
-            batch_size=batch_size,
-            progress=progress,
-            desc=f"{description} (flipped)",
-            flip=True,
-        )
-        norms.append(np.linalg.norm(mirrored, axis=1))
-        if normalize_before_fusion:
-            fused = l2_normalize(raw) + l2_normalize(mirrored)
-        else:
-            fused = raw + mirrored
+    fused, norms = embed_fused(
+        embed_fn,
+        images,
+        batch_size=batch_size,
+        progress=progress,
+        description=description,
+        flip=flip,
+        normalize_before_fusion=normalize_before_fusion,
+    )
     embed_seconds = time.perf_counter() - start
     result = verification_metrics(
         fused[0::2], fused[1::2], issame, nfolds=nfolds, far_targets=far_targets
@@ -237,11 +229,56 @@ def evaluate_verification(
         mean_norm=float(np.mean(np.concatenate(norms))),
         flip=bool(flip),
         normalize_before_fusion=bool(normalize_before_fusion),
-        embedding_dim=int(raw.shape[1]),
+        embedding_dim=int(fused.shape[1]),
         embed_seconds=embed_seconds,
         images_per_second=num_embedded / max(embed_seconds, 1e-9),
     )
     return result
+
+
+def embed_fused(
+    embed_fn,
+    images,
+    *,
+    batch_size=64,
+    progress=True,
+    description="embedding",
+    flip=True,
+    normalize_before_fusion=False,
+):
+    """Embeddings of ``images``, each fused with its mirror's (the reference's flip fusion).
+
+    Args:
+        embed_fn, images, batch_size, progress: as in :func:`embed_images`.
+        description: label of the progress bars.
+        flip: add the mirror image's embedding (default True); False returns the raw ones.
+        normalize_before_fusion: L2-normalize both embeddings before adding them.
+
+    Returns:
+        ``(fused float64 [N, D], norms)``: ``norms`` holds the L2 norms of every embedding
+        ``embed_fn`` returned (one array for the originals, one for the mirrors).
+
+    Example:
+        >>> fn = lambda x: x.reshape(len(x), -1)[:, :2] + 1.0
+        >>> embed_fused(fn, np.zeros((2, 4, 4, 3)), progress=False)[0].tolist()
+        [[2.0, 2.0], [2.0, 2.0]]
+    """
+    raw = embed_images(embed_fn, images, batch_size=batch_size, progress=progress, desc=description)
+    norms = [np.linalg.norm(raw, axis=1)]
+    if not flip:
+        return raw, norms
+    mirrored = embed_images(
+        embed_fn,
+        images,
+        batch_size=batch_size,
+        progress=progress,
+        desc=f"{description} (flipped)",
+        flip=True,
+    )
+    norms.append(np.linalg.norm(mirrored, axis=1))
+    if normalize_before_fusion:
+        return l2_normalize(raw) + l2_normalize(mirrored), norms
+    return raw + mirrored, norms
 
 
 def embed_images(embed_fn, images, *, batch_size=64, progress=True, desc="embedding", flip=False):
