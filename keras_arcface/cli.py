@@ -35,8 +35,12 @@ COMMANDS = {
         "Convert image folders, InsightFace RecordIO (.rec/.idx) or pair lists to TFRecords/.bin.",
     ),
     "convert-insightface": (
-        "keras_arcface.models.convert_insightface",
+        "keras_arcface.models.imports.pth_command",
         "Import an InsightFace PyTorch checkpoint (.pth) into a Keras model.",
+    ),
+    "convert-onnx": (
+        "keras_arcface.models.imports.onnx_command",
+        "Import an InsightFace ONNX recognition model (w600k_r50.onnx ...) into a Keras model.",
     ),
     "models": (
         "keras_arcface.models.models_command",

@@ -8,6 +8,7 @@ Public API:
     embedding_head_e, embedding_head_gdc  the two embedding heads
     count_params_and_macs(model_or_name)  parameters and MACs
     load_insightface_weights(model, state_dict_or_path, arch)  InsightFace PyTorch import
+    load_insightface_onnx(path)   InsightFace ONNX model (w600k_r50.onnx ...) -> Keras model
 """
 
 from keras_arcface.models.face_recognition_model import FaceRecognitionModel, build_face_model
@@ -16,7 +17,10 @@ from keras_arcface.models.fast_batch_normalization import FastBatchNormalization
 from keras_arcface.models.flops import count_params_and_macs
 from keras_arcface.models.grouped_conv2d import GroupedConv2D
 from keras_arcface.models.heads import embedding_head, embedding_head_e, embedding_head_gdc
-from keras_arcface.models.insightface_import import load_insightface_weights
+from keras_arcface.models.imports import (
+    load_insightface_onnx,
+    load_insightface_weights,
+)
 from keras_arcface.models.iresnet import IRESNET_DEPTHS, iresnet
 from keras_arcface.models.mobilefacenet import mobilefacenet
 from keras_arcface.models.presets import PRESETS, list_presets
@@ -35,6 +39,7 @@ __all__ = [
     "get_backbone",
     "iresnet",
     "list_presets",
+    "load_insightface_onnx",
     "load_insightface_weights",
     "mobilefacenet",
 ]
