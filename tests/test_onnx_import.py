@@ -151,6 +151,7 @@ def test_r18_torch2onnx_style_folded_bn(torch_r18, tmp_path):
     check_parity(path, raw_pixels=False, seed=21)
 
 
+@pytest.mark.slow
 def test_r18_legacy_style_unfolded_bn(torch_r18, tmp_path):
     path = export(torch_r18, tmp_path / "r18_legacy.onnx", "legacy")
     assert _op_counts(path)["BatchNormalization"] == 1 + 8 * 3 + 4 + 2  # every BN kept
@@ -171,3 +172,95 @@ def test_mbf_torch2onnx_style_with_sub_mul_preamble(torch_mbf, tmp_path):
     assert found.arch == "mbf" and found.normalization_in_graph
     assert found.input_scale == pytest.approx(1 / 127.5) and found.input_offset == pytest.approx(-1)
     check_parity(path, raw_pixels=True, seed=24)
+
+
+# ---------------------------------------------------------------- command line and bad input
+
+
+def test_convert_onnx_cli_writes_a_model_with_the_package_contract(mbf_legacy, tmp_path, capsys):
+    import keras
+
+    out = tmp_path / "sub" / "mbf.keras"
+    assert cli_main(["convert-onnx", str(mbf_legacy), str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "arch mbf" in printed and "embedding 128" in printed
+    model = keras.saving.load_model(out)
+    assert model.input.shape[1:] == (112, 112, 3) and model.input.name == "images"
+    images = random_images(2, seed=25)
+    expected = ort_embeddings(mbf_legacy, images, raw_pixels=False)
+    assert np.max(np.abs(keras_embeddings(model, images) - expected)) <= TOLERANCE
+
+
+def _assert_refused(path, tmp_path, capsys, *patterns):
+    out = tmp_path / "out.keras"
+    assert cli_main(["convert-onnx", str(path), str(out)]) == 1
+    message = capsys.readouterr().err
+    for pattern in patterns:
+        assert pattern in message, message
+    assert not out.exists() and not list(tmp_path.glob("*.keras"))  # nothing written
+    with pytest.raises(ValueError):
+        read_insightface_onnx(path)
+
+
+def test_truncated_and_non_onnx_files_are_refused(mbf_legacy, tmp_path, capsys):
+    truncated = tmp_path / "truncated.onnx"
+    truncated.write_bytes(mbf_legacy.read_bytes()[:50_000])
+    _assert_refused(truncated, tmp_path, capsys, "Could not read the file as an ONNX model")
+    text = tmp_path / "notes.onnx"
+    text.write_text("this is not a model\n" * 10)
+    _assert_refused(text, tmp_path, capsys, "Could not read the file as an ONNX model")
+
+
+@pytest.mark.slow
+def test_deeper_iresnet_names_the_first_extra_block(tmp_path, capsys):
+    # An iResNet with one block too many in the last stage: no preset has these depths.
+    model = randomize(TorchIResNet((2, 2, 2, 3), num_features=64), seed=13)
+    path = export(model, tmp_path / "r19.onnx", "torch2onnx")
+    _assert_refused(path, tmp_path, capsys, "closest architecture is 'r18'", "extra block")
+
+
+def test_graph_of_another_network_names_the_node(tmp_path, capsys):
+    other = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3, padding=1),
+        torch.nn.ReLU(),
+        torch.nn.AdaptiveAvgPool2d(1),
+        torch.nn.Flatten(),
+        torch.nn.Linear(8, 4),
+    ).eval()
+    path = export(other, tmp_path / "classifier.onnx", "torch2onnx")
+    _assert_refused(path, tmp_path, capsys, "not an InsightFace iResNet", "Relu")
+
+
+def test_old_import_paths_still_work_with_a_deprecation_warning():
+    import importlib
+    import sys
+
+    for name in ("insightface_import", "convert_insightface"):
+        sys.modules.pop(f"keras_arcface.models.{name}", None)
+        with pytest.warns(DeprecationWarning, match="keras_arcface.models.imports"):
+            module = importlib.import_module(f"keras_arcface.models.{name}")
+        assert callable(getattr(module, "convert", None) or module.load_insightface_weights)
+
+
+@pytest.mark.slow
+def test_onnx_to_tflite_command_chain(mbf_legacy, tmp_path):
+    """The documented chain: convert-onnx, then export to TFLite behind the parity gate."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    keras_path = tmp_path / "w600k_mbf.keras"
+    assert cli_main(["convert-onnx", str(mbf_legacy), str(keras_path)]) == 0
+    out = tmp_path / "export"
+    code = cli_main(
+        ["export", str(keras_path), "--out", str(out), "--formats", "tflite", "--quantize", ""]
+    )
+    assert code == 0
+    interpreter = Interpreter(model_path=str(next(out.glob("*float32*.tflite"))))
+    interpreter.allocate_tensors()
+    images = random_images(1, seed=26)
+    inp, outp = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+    interpreter.set_tensor(inp["index"], images)
+    interpreter.invoke()
+    got = interpreter.get_tensor(outp["index"]).astype(np.float64)
+    got /= np.linalg.norm(got, axis=1, keepdims=True)
+    expected = ort_embeddings(mbf_legacy, images, raw_pixels=False)
+    assert np.max(np.abs(got - expected)) <= 1e-3  # float32 TFLite vs the source ONNX graph

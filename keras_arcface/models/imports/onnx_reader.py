@@ -95,8 +95,8 @@ def read_insightface_onnx(path):
         return found
     best = max(failures, key=lambda error: error.depth)
     raise ValueError(
-        "The ONNX graph is not an InsightFace iResNet (r18/r34/r50/r100/r200) or "
-        f"MobileFaceNet (mbf): {best} (path={str(path)!r})"
+        f"The ONNX graph in {str(path)!r} is not an InsightFace iResNet "
+        f"(r18/r34/r50/r100/r200) or MobileFaceNet (mbf). {best}"
     ) from best
 
 
@@ -235,7 +235,7 @@ def _match(graph, observed, starts, candidates):
         detail = f"expected {expected[best_length]}. Received: {observed[best_length]}"
     elif len(observed) > len(expected):
         where = f"the extra block starting at node '{starts[best_length].name}'"
-        detail = f"expected the head after {len(expected)} units. Received: another block"
+        detail = f"expected the head after {len(expected) - 1} blocks. Received: another block"
     else:
         where = "the end of the body"
         detail = f"expected {expected[best_length]}. Received: the head"
