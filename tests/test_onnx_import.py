@@ -9,7 +9,7 @@ non-trivial BN statistics and PReLU slopes, in the export styles people hold:
 * "legacy": an older export (input ``input.1``, constant folding off so every BN stays a
   BatchNormalization node, PReLU slopes behind an Unsqueeze, initializers also listed as
   graph inputs);
-* "submul": a graph that normalises its own input with Sub/Mul nodes (as MXNet conversions
+* "submul": a graph that normalizes its own input with Sub/Mul nodes (as MXNet conversions
   do); it is fed 0..255.
 
 The oracle is onnxruntime running the source file; the Keras model is fed RGB NHWC 0..255.
@@ -97,7 +97,7 @@ def _prepend_sub_mul(path):
 
 
 def ort_embeddings(path, images, raw_pixels):
-    """onnxruntime on the source file, fed as InsightFace feeds it; float64 L2-normalised."""
+    """onnxruntime on the source file, fed as InsightFace feeds it; float64 L2-normalized."""
     options = ort.SessionOptions()
     options.log_severity_level = 3  # initializers listed as inputs (legacy style) warn per tensor
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])

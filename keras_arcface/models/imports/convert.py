@@ -14,7 +14,7 @@ def load_insightface_onnx(path):
 
     The architecture (iResNet r18/r34/r50/r100/r200 or MobileFaceNet mbf) and the
     embedding size are recognised from the graph. The result follows the package's
-    contract: input ``images`` RGB, NHWC, 0..255; the pixel normalisation (InsightFace's
+    contract: input ``images`` RGB, NHWC, 0..255; the pixel normalization (InsightFace's
     ``(x - 127.5) / 127.5``, or the graph's own Sub/Mul preamble) is its first layer; it
     returns the raw embedding, to be compared by cosine like the ONNX model's.
 

@@ -40,7 +40,7 @@ def main(args):
     where = "in the graph (fed 0..255)" if found.normalization_in_graph else "(x - 127.5) / 127.5"
     print(
         f"wrote {args.output}: arch {found.arch}, {params / 1e6:.2f}M parameters, "
-        f"embedding {found.embedding_dim}, input normalisation {where}; "
+        f"embedding {found.embedding_dim}, input normalization {where}; "
         "input 'images': RGB 112x112, 0..255"
     )
     return 0

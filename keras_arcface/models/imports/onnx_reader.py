@@ -10,8 +10,8 @@ assigns them to the Keras backbone, exactly as for a ``.pth`` checkpoint.
 
 Handled: ``torch.onnx`` exports with and without constant folding (batch norm folded into
 the preceding convolution, or kept), any input name, dynamic or fixed batch, and graphs
-converted from MXNet whose first nodes normalise the pixels (``Sub``/``Mul``: these take
-0..255 input, which the Keras model's normalisation layer then reproduces).
+converted from MXNet whose first nodes normalize the pixels (``Sub``/``Mul``: these take
+0..255 input, which the Keras model's normalization layer then reproduces).
 """
 
 import dataclasses
@@ -36,11 +36,11 @@ class OnnxImport:
         embedding_dim: the embedding size.
         tensors: reference parameter name -> float32 array (PyTorch layout).
         input_name: the graph's image input.
-        input_scale, input_offset: the pixel normalisation ``x * scale + offset`` the model
+        input_scale, input_offset: the pixel normalization ``x * scale + offset`` the model
             applies to 0..255 RGB input: read from the graph's Sub/Mul preamble, or
             InsightFace's ``(x - 127.5) / 127.5`` when the graph has none.
-        normalization_in_graph: whether the graph carries the normalisation itself (then
-            it is fed 0..255; otherwise it is fed normalised pixels).
+        normalization_in_graph: whether the graph carries the normalization itself (then
+            it is fed 0..255; otherwise it is fed normalized pixels).
     """
 
     arch: str
@@ -120,7 +120,7 @@ def _reference_tensors(arch, modules):
     return tensors
 
 
-# ---------------------------------------------------------------- input normalisation
+# ---------------------------------------------------------------- input normalization
 
 
 def _preamble(graph, tensor):
@@ -151,7 +151,7 @@ def _preamble(graph, tensor):
 def _uniform(graph, node, constant):
     if constant.size != 1 and not np.allclose(constant, constant.reshape(-1)[0]):
         raise ValueError(
-            f"The graph normalises each colour channel differently at node '{node.name}' "
+            f"The graph normalizes each colour channel differently at node '{node.name}' "
             f"({node.op_type}); expected one value for all channels, as InsightFace's "
             f"models use. Received: {constant.reshape(-1).tolist()}"
         )
