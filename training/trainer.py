@@ -7,14 +7,17 @@ matrix and writes the run folder of ``docs/architecture.md``::
     RUN/config.yaml  checkpoints/  embedding_latest.keras  embedding_best.keras
     metrics.csv  tensorboard/  training_curve.png
 
-One step, inside ``tf.function``: ``strategy.run`` computes, on every replica, the
-embeddings of its share of the global batch, the per-example margin loss against the
-(sampled) centres, and gradients of ``sum(loss) / global_batch`` (plus the coupled L2
-term divided by the replica count); the Keras optimiser sums backbone gradients over
-replicas, :class:`~keras_arcface.training.optimizers.CenterOptimizer` sums the centre
-gradient and updates only the sampled rows. Keras 3 ``model.fit`` is not used because it
-fails under ``MultiWorkerMirroredStrategy``; this loop runs unchanged on one device, under
-``MirroredStrategy`` and under ``MultiWorkerMirroredStrategy``.
+One step (:func:`keras_arcface.training.engine.make_train_step`, the step the paper's
+comparison trains through too): on every replica, the embeddings of its share of the
+global batch, the per-example margin loss against the (sampled) centres, and gradients of
+``sum(loss) / global_batch`` (plus the coupled L2 term divided by the replica count); a
+non-finite gradient on any replica skips the step everywhere, in every precision mode; the
+Keras optimiser sums backbone gradients over replicas,
+:class:`~keras_arcface.training.optimizers.CenterOptimizer` sums the centre gradient and
+updates only the sampled rows; batch-norm moving statistics are averaged over replicas.
+Keras 3 ``model.fit`` is not used because it fails under ``MultiWorkerMirroredStrategy``;
+this loop runs unchanged on one device, under ``MirroredStrategy`` and under
+``MultiWorkerMirroredStrategy``.
 
 Resuming: the checkpoint holds the backbone, the centres, both optimisers' slots and the
 global step; the learning rate is a function of the step, and the data position is
@@ -39,11 +42,10 @@ import os
 import time
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from keras_arcface.layers.partial_fc import PartialFC, intra_angle_of
-from keras_arcface.training import callbacks, checkpointing, schedules
+from keras_arcface.training import callbacks, checkpointing, engine, schedules
 from keras_arcface.training import config as config_lib
 from keras_arcface.training.optimizers import (
     CenterOptimizer,
@@ -290,89 +292,45 @@ class Trainer:
     # ------------------------------------------------------------------------------ step
     def _make_train_step(self):
         cfg, derived = self.config, self.derived
-        strategy = self.strategy
-        num_replicas = float(strategy.num_replicas_in_sync)
+        num_replicas = float(self.strategy.num_replicas_in_sync)
         global_batch = float(derived.global_batch_size)
         coupled_wd = (
             cfg.optimizer.weight_decay if cfg.optimizer.weight_decay_mode == "coupled" else 0
         )
-        loss_scaled = isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer)
-        clipnorm = cfg.optimizer.clipnorm
         backbone_vars = self.backbone.trainable_variables
-        centers = self.head.centers
         intra_weight = float(getattr(self.loss, "intra_weight", 0.0) or 0.0)
 
-        def replica_step(images, labels):
+        def loss_fn(images, labels):
             ctx = tf.distribute.get_replica_context()
             labels = tf.cast(tf.reshape(labels, [-1]), tf.int32)
             global_labels = ctx.all_gather(labels, axis=0) if num_replicas > 1 else labels
-            scale = (
-                tf.cast(tf.convert_to_tensor(self.optimizer.dynamic_scale), tf.float32)
-                if loss_scaled
-                else tf.constant(1.0)
+            embeddings = self.backbone(images, training=True)
+            per_example, target_cosine = self.head.per_example_loss(
+                embeddings,
+                labels,
+                global_labels=global_labels,
+                step=self.step,
+                with_target_cosine=True,
             )
-            with tf.GradientTape() as tape:
-                embeddings = self.backbone(images, training=True)
-                per_example, target_cosine = self.head.per_example_loss(
-                    embeddings,
-                    labels,
-                    global_labels=global_labels,
-                    step=self.step,
-                    with_target_cosine=True,
-                )
-                if intra_weight:
-                    per_example = per_example + intra_weight * intra_angle_of(target_cosine)
-                data_loss = tf.reduce_sum(per_example) / global_batch
-                total = data_loss + coupled_l2_penalty(backbone_vars, coupled_wd) / num_replicas
-                total = total * scale
-            grads = tape.gradient(total, [v.value for v in backbone_vars] + [centers.value])
-            # One decision for all replicas: any non-finite gradient anywhere skips the step.
-            local_ok = tf.reduce_all([_all_finite(g) for g in grads if g is not None])
-            bad = ctx.all_reduce(tf.distribute.ReduceOp.SUM, 1.0 - tf.cast(local_ok, tf.float32))
-            ok = bad < 0.5
-            if loss_scaled:
-                grads = [g if g is None else _poison(g, ok) for g in grads]
-            if clipnorm:
-                grads, _ = tf.clip_by_global_norm(grads, clipnorm * scale)
-            backbone_grads, center_grad = grads[:-1], grads[-1]
-            self.optimizer.apply(backbone_grads, backbone_vars)
-            if isinstance(center_grad, tf.IndexedSlices):
-                center_grad = tf.IndexedSlices(
-                    center_grad.values / scale, center_grad.indices, center_grad.dense_shape
-                )
-            else:
-                center_grad = center_grad / scale
-            self.center_optimizer.apply(
-                center_grad, self.current_learning_rate(), finite=ok if loss_scaled else None
-            )
-            return data_loss
+            if intra_weight:
+                per_example = per_example + intra_weight * intra_angle_of(target_cosine)
+            data_loss = tf.reduce_sum(per_example) / global_batch
+            total = data_loss + coupled_l2_penalty(backbone_vars, coupled_wd) / num_replicas
+            return total, data_loss  # the metrics show the data loss, without the L2 term
 
-        # Non-trainable state (batch-norm moving statistics) is updated from each replica's
-        # own batch; averaging it after every step keeps every replica and worker identical.
-        stats = [v.value for v in self.backbone.non_trainable_variables]
-        sync_stats = bool(stats) and num_replicas > 1
+        def apply_centers(gradient, finite):
+            self.center_optimizer.apply(gradient, self.current_learning_rate(), finite=finite)
 
-        def local_stats():
-            return tf.concat([tf.reshape(tf.cast(v, tf.float32), [-1]) for v in stats], 0)
-
-        @tf.function
-        def train_step(iterator):
-            images, labels = next(iterator)
-            per_replica = strategy.run(replica_step, args=(images, labels))
-            loss = strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
-            if sync_stats:
-                mean = strategy.reduce(
-                    tf.distribute.ReduceOp.MEAN, strategy.run(local_stats), axis=None
-                )
-                offset = 0
-                for v in stats:
-                    size = int(np.prod(v.shape))
-                    v.assign(tf.cast(tf.reshape(mean[offset : offset + size], v.shape), v.dtype))
-                    offset += size
-            self.step.assign_add(1)
-            return loss
-
-        return train_step
+        return engine.make_train_step(
+            self.strategy,
+            loss_fn,
+            self.optimizer,
+            backbone_vars,
+            extra=[(self.head.centers, apply_centers)],
+            statistics=self.backbone.non_trainable_variables,
+            clipnorm=cfg.optimizer.clipnorm,
+            counter=self.step,
+        )
 
     # ------------------------------------------------------------------------------- fit
     def embed(self, images):
@@ -425,7 +383,7 @@ class Trainer:
                 iterator = iter(self._distributed_dataset(epoch, offset))
                 last = min(derived.steps_per_epoch - offset, end - step)
                 for _ in range(last):
-                    loss = float(self._train_step(iterator))
+                    loss = float(self._train_step(iterator)[0])
                     step += 1
                     if not math.isfinite(loss):
                         raise NonFiniteLossError(
@@ -517,16 +475,3 @@ class Trainer:
             checkpointing.save_model_atomic(
                 self.backbone, os.path.join(self.run_dir, "embedding_latest.keras")
             )
-
-
-def _all_finite(gradient):
-    values = gradient.values if isinstance(gradient, tf.IndexedSlices) else gradient
-    return tf.reduce_all(tf.math.is_finite(values))
-
-
-def _poison(gradient, ok):
-    # Makes every replica's loss-scale optimiser see the same (non-)finiteness.
-    if isinstance(gradient, tf.IndexedSlices):
-        values = tf.where(ok, gradient.values, tf.fill(tf.shape(gradient.values), np.nan))
-        return tf.IndexedSlices(values, gradient.indices, gradient.dense_shape)
-    return tf.where(ok, gradient, tf.fill(tf.shape(gradient), tf.constant(np.nan, gradient.dtype)))
