@@ -155,12 +155,14 @@ def test_pk_batches_balance_identities():
 
 def test_learning_rate_schedule_hand_worked():
     config = trainer.TrainConfig(learning_rate=0.1, warmup_fraction=0.1)
-    # 100 steps: warm-up over 10 steps (0.01, 0.02, ...), then cosine from 0.1 to 0.
-    assert trainer.learning_rate_at(0, 100, config) == pytest.approx(0.01)
-    assert trainer.learning_rate_at(9, 100, config) == pytest.approx(0.1)
-    assert trainer.learning_rate_at(10, 100, config) == pytest.approx(0.1)
-    assert trainer.learning_rate_at(55, 100, config) == pytest.approx(0.05)
-    assert trainer.learning_rate_at(100, 100, config) == pytest.approx(0.0, abs=1e-12)
+    # 100 steps: warm-up from 0 over 10 steps (0, 0.01, ...), then cosine from 0.1 to 0.
+    with pytest.warns(DeprecationWarning, match="WarmupDecay"):
+        assert trainer.learning_rate_at(0, 100, config) == pytest.approx(0.0, abs=1e-12)
+    with pytest.warns(DeprecationWarning):
+        assert trainer.learning_rate_at(5, 100, config) == pytest.approx(0.05)
+        assert trainer.learning_rate_at(10, 100, config) == pytest.approx(0.1)
+        assert trainer.learning_rate_at(55, 100, config) == pytest.approx(0.05)
+        assert trainer.learning_rate_at(100, 100, config) == pytest.approx(0.0, abs=1e-7)
 
 
 def test_train_config_validation():

@@ -73,7 +73,9 @@ def make_train_step(
     variables = list(variables)
     extra = list(extra)
     statistics = [_tf_variable(v) for v in statistics]
-    sync_stats = bool(statistics) and strategy.num_replicas_in_sync > 1
+    # Only floating-point statistics are averaged (a seed generator's state is not).
+    averaged = [v for v in statistics if v.dtype.is_floating]
+    sync_stats = bool(averaged) and strategy.num_replicas_in_sync > 1
 
     def replica_step(images, labels):
         ctx = tf.distribute.get_replica_context()
@@ -105,11 +107,11 @@ def make_train_step(
         return tf.cast(reported, tf.float32), ok
 
     def local_stats():
-        return tf.concat([tf.reshape(tf.cast(v, tf.float32), [-1]) for v in statistics], 0)
+        return tf.concat([tf.reshape(tf.cast(v, tf.float32), [-1]) for v in averaged], 0)
 
-    def assign_stats(flat):
+    def assign_mean(flat):
         offset = 0
-        for v in statistics:
+        for v in averaged:
             size = int(np.prod(v.shape))
             v.assign(tf.cast(tf.reshape(flat[offset : offset + size], v.shape), v.dtype))
             offset += size
@@ -117,18 +119,16 @@ def make_train_step(
     @tf.function
     def train_step(iterator):
         images, labels = next(iterator)
-        before = local_stats() if statistics else None
+        before = [tf.identity(v) for v in statistics]
         per_replica_loss, per_replica_ok = strategy.run(replica_step, args=(images, labels))
         loss = strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica_loss, axis=None)
         applied = strategy.experimental_local_results(per_replica_ok)[0]
-        if statistics:
-            if sync_stats:
-                after = strategy.reduce(
-                    tf.distribute.ReduceOp.MEAN, strategy.run(local_stats), axis=None
-                )
-            else:
-                after = local_stats()
-            assign_stats(tf.where(applied, after, before))
+        if sync_stats:
+            assign_mean(
+                strategy.reduce(tf.distribute.ReduceOp.MEAN, strategy.run(local_stats), axis=None)
+            )
+        for v, old in zip(statistics, before):
+            v.assign(tf.where(applied, tf.convert_to_tensor(v), old))
         if counter is not None:
             counter.assign_add(1)
         return loss, applied

@@ -1,7 +1,8 @@
 """The paper's loss comparison (Table 2) on the synthetic open-set benchmark, on CPU.
 
 Every row trains the same backbone on the same synthetic training identities with the
-same minimal trainer (`keras_arcface.paper.trainer`) for the same number of steps; only
+same trainer (`keras_arcface.paper.trainer`, built on the package's training step) for the
+same number of steps; only
 the loss changes. Each trained model is then verified on identities held out of
 training with the reference protocol (10-fold accuracy, TAR@FAR) from
 ``keras_arcface.evaluation``. Rows are repeated over several seeds (weights and batch

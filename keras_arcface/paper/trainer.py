@@ -4,14 +4,21 @@ The comparison is about losses, so everything else is held fixed and kept small:
 same backbone, the same identity-balanced (P x K) batches, the same SGD optimiser and
 learning-rate schedule, the same step budget. A row only changes its `Objective`: the
 classifier head (if any) and the loss terms applied to the embeddings or the head's
-output. This is deliberately not the package's full training pipeline
-(``keras_arcface.training``): a plain ``tf.function`` step keeps the experiment
-readable and identical across rows.
+output.
+
+Training runs through the package's one engine: the optimiser comes from
+``keras_arcface.training.optimizers.build_optimizer``, the schedule is
+``keras_arcface.training.schedules.WarmupDecay`` (linear warm-up, cosine decay) and every
+step is ``keras_arcface.training.engine.make_train_step``, the step
+``keras_arcface.training.Trainer`` is built on. What is specific here is only the
+in-memory P x K batching and the `Objective` (a head and loss terms instead of the
+trainer's class-centre head).
 """
 
 import dataclasses
 import math
 import time
+import warnings
 
 import numpy as np
 
@@ -25,8 +32,9 @@ class TrainConfig:
         images_per_identity: K, images per drawn identity (default 4); batch = P * K.
         learning_rate: peak SGD learning rate (default 0.1, the paper's).
         momentum: SGD momentum (default 0.9, the paper's).
-        weight_decay: decoupled weight decay (default 5e-4, the paper's value).
-        warmup_fraction: share of the steps with a linear warm-up (default 0.05);
+        weight_decay: decoupled weight decay (default 5e-4, the paper's value), on every
+            trainable weight of the backbone and the head.
+        warmup_fraction: share of the steps with a linear warm-up from 0 (default 0.05);
             cosine decay to zero follows.
         flip: random horizontal flips of training images (default True).
     """
@@ -134,24 +142,83 @@ def pk_batches(labels, identities_per_batch, images_per_identity, steps, seed):
         step += 1
 
 
+def _schedule(config, total_steps):
+    from keras_arcface.training.schedules import WarmupDecay
+
+    warmup = min(int(round(config.warmup_fraction * total_steps)), total_steps - 1)
+    return WarmupDecay(
+        config.learning_rate, total_steps=total_steps, warmup_steps=warmup, decay="cosine"
+    )
+
+
 def learning_rate_at(step, total_steps, config):
-    """Linear warm-up then cosine decay to zero; identical for every row."""
-    warmup = max(1, int(round(config.warmup_fraction * total_steps)))
-    if step < warmup:
-        return config.learning_rate * (step + 1) / warmup
-    progress = (step - warmup) / max(1, total_steps - warmup)
-    return 0.5 * config.learning_rate * (1.0 + math.cos(math.pi * min(1.0, progress)))
+    """Deprecated: the learning rate of ``train`` at ``step`` (its ``WarmupDecay``).
+
+    ``train`` now uses the package's ``keras_arcface.training.schedules.WarmupDecay``
+    (linear warm-up from 0, then cosine decay to zero); this returns its value.
+    """
+    warnings.warn(
+        "keras_arcface.paper.trainer.learning_rate_at is deprecated: the paper trains with "
+        "keras_arcface.training.schedules.WarmupDecay(decay='cosine').",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return float(_schedule(config, total_steps)(step))
 
 
 @dataclasses.dataclass
 class TrainResult:
-    """What a training run did: steps taken, wall seconds, and the loss trace."""
+    """What a training run did: steps taken, wall seconds, and the loss trace.
+
+    ``skipped`` counts steps the engine skipped because a gradient was non-finite.
+    """
 
     steps: int
     seconds: float
     first_loss: float
     last_loss: float
     finite: bool
+    skipped: int = 0
+
+
+def _experiment(config):
+    """The training engine's optimiser settings for a `TrainConfig`."""
+    from keras_arcface.training import config as config_lib
+
+    return config_lib.ExperimentConfig(
+        optimizer=config_lib.OptimizerConfig(
+            name="sgd",
+            learning_rate=config.learning_rate,
+            momentum=config.momentum,
+            weight_decay=config.weight_decay,
+            weight_decay_mode="decoupled",
+        )
+    )
+
+
+def _batches(images, labels, steps, config, seed):
+    """A ``tf.data`` pipeline of P x K batches (float32 images, flipped at random)."""
+    import tensorflow as tf
+
+    height, width, channels = np.asarray(images[:1]).shape[1:]
+
+    def generate():
+        rng = np.random.default_rng(seed + 7919)
+        batches = pk_batches(
+            labels, config.identities_per_batch, config.images_per_identity, steps, seed
+        )
+        for batch in batches:
+            batch_images = np.asarray(images[batch], dtype=np.float32)
+            if config.flip:
+                flip = rng.random(batch.size) < 0.5
+                batch_images[flip] = batch_images[flip, :, ::-1]
+            yield batch_images, np.asarray(labels[batch], dtype=np.int32)
+
+    signature = (
+        tf.TensorSpec([config.batch_size, height, width, channels], tf.float32),
+        tf.TensorSpec([config.batch_size], tf.int32),
+    )
+    return tf.data.Dataset.from_generator(generate, output_signature=signature).prefetch(2)
 
 
 def train(backbone, objective, images, labels, steps, config=None, seed=0, progress=None):
@@ -176,52 +243,47 @@ def train(backbone, objective, images, labels, steps, config=None, seed=0, progr
     import keras
     import tensorflow as tf
 
+    from keras_arcface.training import engine, optimizers
+
     config = config or TrainConfig()
-    if not isinstance(steps, int) or steps < 1:
+    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
         raise ValueError(f"steps must be a positive integer. Received: steps={steps!r}")
-    optimizer = keras.optimizers.SGD(
-        learning_rate=config.learning_rate,
-        momentum=config.momentum,
-        weight_decay=config.weight_decay,
-    )
+    labels = np.asarray(labels)
+    strategy = tf.distribute.get_strategy()
     # Build the head before collecting variables.
     sample = np.asarray(images[: config.batch_size], dtype=np.float32)
     objective(np.asarray(labels[: config.batch_size], dtype=np.int32), backbone(sample))
     variables = list(backbone.trainable_variables)
     if objective.head is not None:
         variables += list(objective.head.trainable_variables)
+    counter = tf.Variable(0, dtype=tf.int64, trainable=False, name="paper_step")
+    schedule = _schedule(config, steps)
+    optimizer = optimizers.build_optimizer(_experiment(config), lambda: schedule(counter))
     optimizer.build(variables)
+    replicas = float(strategy.num_replicas_in_sync)
 
-    @tf.function(reduce_retracing=True)
-    def step_fn(batch_images, batch_labels, learning_rate):
-        optimizer.learning_rate.assign(learning_rate)
-        with tf.GradientTape() as tape:
-            embeddings = backbone(batch_images, training=True)
-            loss = objective(batch_labels, embeddings, training=True)
-            loss = loss + tf.add_n([0.0] + [tf.cast(x, tf.float32) for x in backbone.losses])
-        gradients = tape.gradient(loss, variables)
-        optimizer.apply_gradients(zip(gradients, variables))
-        return loss
+    def loss_fn(batch_images, batch_labels):
+        embeddings = backbone(batch_images, training=True)
+        loss = objective(batch_labels, embeddings, training=True)
+        regularisers = [keras.ops.cast(x, "float32") for x in backbone.losses]
+        return (loss + sum(regularisers, 0.0)) / replicas
 
-    rng = np.random.default_rng(seed + 7919)
+    step_fn = engine.make_train_step(
+        strategy,
+        loss_fn,
+        optimizer,
+        variables,
+        statistics=backbone.non_trainable_variables,
+        counter=counter,
+    )
+    iterator = iter(_batches(images, labels, steps, config, seed))
     started = time.perf_counter()
     first = last = float("nan")
-    finite = True
-    batches = pk_batches(
-        labels, config.identities_per_batch, config.images_per_identity, steps, seed
-    )
-    for index, batch in enumerate(batches):
-        batch_images = np.asarray(images[batch], dtype=np.float32)
-        if config.flip:
-            flip = rng.random(batch.size) < 0.5
-            batch_images[flip] = batch_images[flip, :, ::-1]
-        value = float(
-            step_fn(
-                tf.constant(batch_images),
-                tf.constant(np.asarray(labels[batch], dtype=np.int32)),
-                tf.constant(learning_rate_at(index, steps, config), tf.float32),
-            )
-        )
+    finite, skipped = True, 0
+    for index in range(steps):
+        loss, applied = step_fn(iterator)
+        value = float(loss)
+        skipped += 0 if bool(applied) else 1
         first = value if index == 0 else first
         last = value
         finite = finite and math.isfinite(value)
@@ -233,4 +295,5 @@ def train(backbone, objective, images, labels, steps, config=None, seed=0, progr
         first_loss=first,
         last_loss=last,
         finite=finite,
+        skipped=skipped,
     )
