@@ -2,9 +2,8 @@
 
 Every row trains the same backbone on the same synthetic training identities with the
 same trainer (`keras_arcface.paper.trainer`, built on the package's training step) for the
-same number of steps; only
-the loss changes. Each trained model is then verified on identities held out of
-training with the reference protocol (10-fold accuracy, TAR@FAR) from
+same number of steps; only the loss changes. Each trained model is then verified on
+identities held out of training with the reference protocol (10-fold accuracy, TAR@FAR) from
 ``keras_arcface.evaluation``. Rows are repeated over several seeds (weights and batch
 order; the data is fixed) and reported as mean +- standard deviation across seeds.
 
