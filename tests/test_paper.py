@@ -297,7 +297,7 @@ def test_objective_sums_head_loss_and_inter_regulariser():
     labels = np.array([0, 1, 2, 1, 0], dtype=np.int32)
     value = float(keras.ops.convert_to_numpy(objective(labels, embeddings)))
 
-    kernel = np.asarray(objective.head.trainable_weights[0], dtype=np.float64)
+    kernel = np.asarray(objective.head.trainable_weights[0], dtype=np.float64).T  # (D, classes)
     centres = kernel / np.linalg.norm(kernel, axis=0, keepdims=True)
     features = embeddings / np.linalg.norm(embeddings, axis=1, keepdims=True)
     logits = 16.0 * features @ centres

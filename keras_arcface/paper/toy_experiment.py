@@ -166,8 +166,11 @@ def toy_difficulty(nuisance):
 
 def _centre_directions(head):
     """Unit class-centre directions ``[num_classes, 2]`` from a head's kernel."""
-    kernel = np.asarray(head.trainable_weights[0])
-    centres = kernel.T.astype(np.float64)
+    from keras_arcface import layers
+
+    kernel = np.asarray(head.trainable_weights[0], dtype=np.float64)
+    # NormDense holds one centre per row; a Dense kernel is (D, num_classes).
+    centres = kernel if isinstance(head, layers.NormDense) else kernel.T
     return l2_normalize(centres, axis=1)
 
 
