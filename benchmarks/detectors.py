@@ -181,8 +181,10 @@ def _cell(value, digits=2):
 
 
 def print_table(rows):
-    print("| detector | faces (t1 group) | rot_0 / 90 / 180 / 270 found | rot error px 90/180/270 "
-          "| scale NME median (max) | ms 250x250 | ms 640x480 |")
+    print(
+        "| detector | faces (t1 group) | rot_0 / 90 / 180 / 270 found | rot error px 90/180/270 "
+        "| scale NME median (max) | ms 250x250 | ms 640x480 |"
+    )
     print("|---|---|---|---|---|---|---|")
     for row in rows:
         found = row["faces_found"]

@@ -52,7 +52,7 @@ def arcface_template(image_size=TEMPLATE_SIZE):
 
 
 def estimate_similarity(landmarks, template):
-    """Least-squares similarity transform (4 degrees of freedom) mapping ``landmarks`` to ``template``.
+    """Least-squares similarity (4 degrees of freedom) mapping ``landmarks`` onto ``template``.
 
     Solves ``[x -y 1 0; y x 0 1] @ [a, b, tx, ty] = [u, v]`` in the least-squares sense; with
     ``a = s cos(t)``, ``b = s sin(t)`` this is the same minimiser as Umeyama's closed form without
@@ -95,7 +95,7 @@ def estimate_similarity(landmarks, template):
 
 
 def alignment_matrix(landmarks, image_size=TEMPLATE_SIZE):
-    """The ``[2, 3]`` matrix that maps photo coordinates to the aligned crop (``norm_crop``'s ``M``).
+    """The ``[2, 3]`` matrix from photo to aligned-crop coordinates (``norm_crop``'s ``M``).
 
     Args:
         landmarks: ``[5, 2]`` landmarks in the photo (order in the module docstring).
@@ -153,7 +153,9 @@ def transform_points(points, matrix):
 def _check_points(points, name):
     array = np.asarray(points, dtype=np.float64)
     if array.ndim != 2 or array.shape[1] != 2 or array.shape[0] < 2:
-        raise ValueError(f"Expected {name} of shape [N, 2] with N >= 2. Received: {name}={points!r}")
+        raise ValueError(
+            f"Expected {name} of shape [N, 2] with N >= 2. Received: {name}={points!r}"
+        )
     if not np.all(np.isfinite(array)):
         raise ValueError(f"Expected finite {name}. Received: {name}={array.tolist()}")
     return array
@@ -163,5 +165,7 @@ def _check_image_size(image_size):
     if isinstance(image_size, bool) or not isinstance(image_size, (int, np.integer)):
         raise TypeError(f"Expected an integer crop size. Received: image_size={image_size!r}")
     if image_size < 16:
-        raise ValueError(f"Expected a crop size of at least 16 pixels. Received: image_size={image_size}")
+        raise ValueError(
+            f"Expected a crop size of at least 16 pixels. Received: image_size={image_size}"
+        )
     return int(image_size)

@@ -67,7 +67,7 @@ class Face:
 
 
 class Detector:
-    """Interface: ``detect(image) -> list[Face]`` for an RGB uint8 ``[H, W, 3]`` array, best first."""
+    """Interface: ``detect(image) -> list[Face]``, RGB uint8 ``[H, W, 3]`` photo in, best first."""
 
     def detect(self, image):
         raise NotImplementedError
@@ -228,7 +228,10 @@ class ONetRefiner:
                 _read_outputs(matrix, offset, point)
                 for matrix, offset, point in zip(matrices, offsets, points)
             ]
-            frames = [_next_frame(frame, landmarks, box) for frame, (landmarks, box) in zip(frames, results)]
+            frames = [
+                _next_frame(frame, landmarks, box)
+                for frame, (landmarks, box) in zip(frames, results)
+            ]
         return [
             dataclasses.replace(face, landmarks=landmarks, landmark_score=float(score[1]))
             for face, (landmarks, _), score in zip(faces, results, scores)
@@ -295,7 +298,9 @@ def _next_frame(frame, landmarks, box):
     centre, side, angle = frame
     box_centre = np.array([(box[0] + box[2]) / 2.0 - 0.5, (box[1] + box[3]) / 2.0 - 0.5]) * side
     cos, sin = math.cos(angle), math.sin(angle)
-    shift = np.array([cos * box_centre[0] - sin * box_centre[1], sin * box_centre[0] + cos * box_centre[1]])
+    shift = np.array(
+        [cos * box_centre[0] - sin * box_centre[1], sin * box_centre[0] + cos * box_centre[1]]
+    )
     new_side = max(box[2] - box[0], box[3] - box[1]) * side
     return centre + shift, new_side, roll_angle(landmarks)
 
@@ -348,5 +353,7 @@ def get_detector(name="yunet_onet", **kwargs):
     if isinstance(name, Detector) or hasattr(name, "detect"):
         return name
     if name not in DETECTORS:
-        raise ValueError(f"Expected a detector name in {sorted(DETECTORS)}. Received: name={name!r}")
+        raise ValueError(
+            f"Expected a detector name in {sorted(DETECTORS)}. Received: name={name!r}"
+        )
     return DETECTORS[name](**kwargs)
