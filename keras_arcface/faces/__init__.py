@@ -14,6 +14,13 @@ from keras_arcface.faces.align import (
     arcface_template,
     estimate_similarity,
 )
+from keras_arcface.faces.aligner import (
+    AlignedFace,
+    FaceAligner,
+    ManyFacesError,
+    NoFaceError,
+    is_aligned_crop,
+)
 from keras_arcface.faces.detect import (
     Detector,
     Face,
@@ -26,6 +33,11 @@ from keras_arcface.faces.detect import (
 from keras_arcface.faces.photos import Photo, decode_photo, read_photo, scale_16_to_8
 
 __all__ = [
+    "AlignedFace",
+    "FaceAligner",
+    "ManyFacesError",
+    "NoFaceError",
+    "is_aligned_crop",
     "ARCFACE_TEMPLATE",
     "Detector",
     "Face",

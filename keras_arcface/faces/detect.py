@@ -10,8 +10,8 @@ downloaded, ever):
    shrunk to ``max_side`` pixels (landmarks are mapped back to full resolution).
 2. :class:`ONetRefiner`: MTCNN's ONet (Keras 3, weights from the ``mtcnn`` wheel) looks at a 48x48
    patch cut from the full-resolution photo around each face, turned upright using the rough
-   landmarks, and returns sub-pixel landmarks and a face probability. Three passes: each
-   patch is centred and turned upright by the previous pass (a sideways face converges too).
+   landmarks, and returns sub-pixel landmarks and a face probability. Each patch is centred
+   and turned upright by the previous pass until it stops moving (a sideways face converges too).
 
 Why this pair, and what was measured: ``docs/faces.md``. Another detector plugs in by
 subclassing :class:`Detector` (or any object with a ``detect`` method returning ``Face``s).
@@ -189,29 +189,20 @@ class ONetRefiner:
 
     Args:
         model: An ONet Keras model; default :func:`keras_arcface.faces.onet.load_onet`.
-        passes: Patches per face, 3: each pass is centred and turned upright by the previous one.
-        find_orientation: Before the passes, try the patch in its four quarter turns and keep
-            the one ONet finds most face-like, True. Box detectors read an upside-down face as
-            an upright one with the landmarks in the wrong places; this puts them right.
+        passes: Most patches per face, 10: each is centred and turned upright by the previous
+            one, until the patch moves by under 1% of its side and 2 degrees. The landmarks
+            are the mean of the last two passes, ``landmark_score`` the mean probability.
 
     Example:
     >>> faces = ONetRefiner().refine(photo, YuNetDetector().detect(photo))  # doctest: +SKIP
     """
 
-    def __init__(self, model=None, passes=3, find_orientation=True):
+    def __init__(self, model=None, passes=10):
         if int(passes) < 1:
             raise ValueError(f"Expected passes >= 1. Received: passes={passes}")
         self.model = model if model is not None else load_onet()
         self.passes = int(passes)
-        self.find_orientation = bool(find_orientation)
         self._predict = _fast_call(self.model)
-
-    def _orient(self, image, frames):
-        """Turns each frame by the quarter turn where ONet is surest it sees an upright face."""
-        turns = [(c, side, angle + k * math.pi / 2) for c, side, angle in frames for k in range(4)]
-        patches = [_cut_patch(image, frame)[0] for frame in turns]
-        probabilities = self._predict(np.stack(patches))[2][:, 1].reshape(len(frames), 4)
-        return [turns[4 * i + int(np.argmax(p))] for i, p in enumerate(probabilities)]
 
     def refine(self, image, faces):
         """Returns new ``Face``s with refined landmarks and ``landmark_score`` set."""
@@ -219,23 +210,39 @@ class ONetRefiner:
             return []
         image = check_photo(image)
         frames = [_initial_frame(face) for face in faces]
-        if self.find_orientation:
-            frames = self._orient(image, frames)
+        history = [([], []) for _ in faces]  # per face: landmarks and scores of each pass
+        active = list(range(len(faces)))
         for _ in range(self.passes):
-            patches, matrices = zip(*(_cut_patch(image, frame) for frame in frames))
+            patches, matrices = zip(*(_cut_patch(image, frames[i]) for i in active))
             offsets, points, scores = self._predict(np.stack(patches))
-            results = [
-                _read_outputs(matrix, offset, point)
-                for matrix, offset, point in zip(matrices, offsets, points)
-            ]
-            frames = [
-                _next_frame(frame, landmarks, box)
-                for frame, (landmarks, box) in zip(frames, results)
-            ]
+            still_moving = []
+            for row, i in enumerate(active):
+                landmarks, box = _read_outputs(matrices[row], offsets[row], points[row])
+                previous, frames[i] = frames[i], _next_frame(frames[i], landmarks, box)
+                history[i][0].append(landmarks)
+                history[i][1].append(float(scores[row][1]))
+                if not _converged(previous, frames[i]):
+                    still_moving.append(i)
+            active = still_moving
+            if not active:
+                break
+        # The last two passes often alternate around the answer: average them. A face's score
+        # is its mean probability over all passes: a misread face wanders and scores low on
+        # most of them even when one pass looks confident.
         return [
-            dataclasses.replace(face, landmarks=landmarks, landmark_score=float(score[1]))
-            for face, (landmarks, _), score in zip(faces, results, scores)
+            dataclasses.replace(
+                face, landmarks=np.mean(points[-2:], axis=0), landmark_score=float(np.mean(scores))
+            )
+            for face, (points, scores) in zip(faces, history)
         ]
+
+
+def _converged(previous, current):
+    """The patch moved by under 1% of its side and turned by under 2 degrees."""
+    (centre_a, side_a, angle_a), (centre_b, side_b, angle_b) = previous, current
+    shift = np.linalg.norm(centre_b - centre_a) + abs(side_b - side_a)
+    turn = abs((angle_b - angle_a + math.pi) % (2 * math.pi) - math.pi)
+    return shift < 0.01 * side_a and turn < math.radians(2.0)
 
 
 def _fast_call(model):
@@ -310,10 +317,11 @@ class FaceDetector(Detector):
 
     Args:
         score_threshold: Minimum YuNet confidence, 0.5.
-        landmark_threshold: Minimum ONet face probability on the upright patch, 0.5; faces below
-            it are dropped (this removes YuNet's upright misreadings of upside-down faces).
+        landmark_threshold: Minimum ONet face probability on the upright patch, 0.8 (MTCNN's own
+            ONet threshold). It drops YuNet's misreadings, such as an upside-down face read as
+            an upright one with the landmarks in the wrong places (``docs/faces.md``).
         max_side: Longer side of the copy YuNet runs on, 640.
-        passes: ONet passes per face, 3.
+        passes: Most ONet passes per face, 10 (see ``ONetRefiner``).
         coarse: Another box detector to refine instead of YuNet (any ``Detector``).
 
     Example:
@@ -322,7 +330,7 @@ class FaceDetector(Detector):
     """
 
     def __init__(
-        self, score_threshold=0.5, landmark_threshold=0.5, max_side=640, passes=3, coarse=None
+        self, score_threshold=0.5, landmark_threshold=0.8, max_side=640, passes=10, coarse=None
     ):
         if not 0.0 <= float(landmark_threshold) <= 1.0:
             raise ValueError(
