@@ -55,12 +55,18 @@ EXTRAS = {
     "plot": ["matplotlib>=3.7"],
     "torch": ["torch>=2.1"],
     "jax": ["jax>=0.4.30"],
+    # Face detection for raw photos (keras_arcface.faces): YuNet's weights are compiled into
+    # yuface, ONet's ship in the mtcnn wheel; nothing is downloaded at run time.
+    "faces": ["yuface>=2023.5.1", "mtcnn>=1.0.0,<2", "joblib>=1.3", "lz4>=4"],
 }
 EXTRAS["dev"] = sorted(
     set(
         EXTRAS["export"]
         + EXTRAS["plot"]
         + EXTRAS["jax"]
+        + EXTRAS["faces"]
+        # The independent oracle of the alignment tests (InsightFace's own estimate).
+        + ["scikit-image>=0.22"]
         # The CPU build of torch, used only to check InsightFace weight import.
         + ["torch==2.13.0", "scipy>=1.10", "pytest>=8", "ruff>=0.6"]
     )

@@ -26,7 +26,7 @@ import numpy as np
 from keras_arcface.faces.align import LANDMARK_NAMES, transform_points
 from keras_arcface.faces.onet import PATCH_SIZE, load_onet
 
-_INSTALL_HINT = 'pip install "keras-arcface[faces]" (or: pip install yuface opencv-python-headless)'
+_INSTALL_HINT = 'pip install "keras-arcface[faces]" (the yuface and mtcnn wheels)'
 
 
 @dataclasses.dataclass
