@@ -153,6 +153,29 @@ def pairs_from_folder(image_root, num_pairs, seed=0):
     return PairList(paths, issame)
 
 
+def _cached_loader(image_size, resize, image_format):
+    """``load(path)``: the checked, encoded image of ``path``, read once however many pairs
+    use it; an unreadable or bad image raises ``DataError``."""
+    from keras_arcface.data.errors import bad_item
+    from keras_arcface.data.image_codec import prepare_image
+
+    cache = {}
+
+    def load(path):
+        if path not in cache:
+            try:
+                with open(path, "rb") as handle:
+                    data = handle.read()
+            except OSError as error:
+                raise bad_item("unreadable file", path, str(error)) from None
+            cache[path] = prepare_image(
+                data, path, image_size=image_size, resize=resize, image_format=image_format
+            )[0]
+        return cache[path]
+
+    return load
+
+
 def write_pairs_bin(
     pairs,
     out_path,
@@ -183,26 +206,13 @@ def write_pairs_bin(
     Example:
         >>> write_pairs_bin(read_pairs_txt("pairs.txt", "lfw"), "lfw.bin")  # doctest: +SKIP
     """
-    from keras_arcface.data.errors import DataError, bad_item
-    from keras_arcface.data.image_codec import prepare_image
+    from keras_arcface.data.errors import DataError
     from keras_arcface.data.verification_bin import write_bin
 
     check_on_error(on_error)
     report = SkipReport()
-    cache, encoded, issame = {}, [], []
-
-    def load(path):
-        if path not in cache:
-            try:
-                with open(path, "rb") as handle:
-                    data = handle.read()
-            except OSError as error:
-                raise bad_item("unreadable file", path, str(error)) from None
-            cache[path] = prepare_image(
-                data, path, image_size=image_size, resize=resize, image_format=image_format
-            )[0]
-        return cache[path]
-
+    encoded, issame = [], []
+    load = _cached_loader(image_size, resize, image_format)
     for k in range(pairs.num_pairs):
         try:
             first, second = load(pairs.paths[2 * k]), load(pairs.paths[2 * k + 1])

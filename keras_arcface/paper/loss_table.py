@@ -538,6 +538,25 @@ def _json_safe(value):
     return value
 
 
+def _step_budget(config, data):
+    """``(steps, note)``: the fixed step count, or one calibrated to the wall-time budget."""
+    if config.budget_seconds is None:
+        return config.steps, "fixed step budget"
+    steps, per_step = calibrate_steps(config, data, config.budget_seconds)
+    return steps, (
+        f"{config.budget_seconds:g} s wall budget calibrated once on the ArcFace row at "
+        f"{per_step * 1000:.0f} ms/step"
+    )
+
+
+def _run_line(row, seed, run):
+    return (
+        f"{row.label:24s} seed {seed}: acc {run['accuracy']:.4f} "
+        f"tar {run['tar']:.4f} loss {run['first_loss']:.3f}->"
+        f"{run['last_loss']:.3f} ({run['train_seconds']:.1f} s)"
+    )
+
+
 def run_table(config, out_dir=None, command="", rows=ROWS, progress=True, log=print):
     """Runs the whole comparison and writes ``paper_table.md`` and ``paper_table.json``.
 
@@ -562,15 +581,7 @@ def run_table(config, out_dir=None, command="", rows=ROWS, progress=True, log=pr
 
     started = time.perf_counter()
     data = make_benchmark(config, progress=progress)
-    if config.budget_seconds is not None:
-        steps, per_step = calibrate_steps(config, data, config.budget_seconds)
-        budget_note = (
-            f"{config.budget_seconds:g} s wall budget calibrated once on the ArcFace row at "
-            f"{per_step * 1000:.0f} ms/step"
-        )
-    else:
-        steps = config.steps
-        budget_note = "fixed step budget"
+    steps, budget_note = _step_budget(config, data)
     summary = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "command": command,
@@ -589,11 +600,7 @@ def run_table(config, out_dir=None, command="", rows=ROWS, progress=True, log=pr
                 runs.append(run)
                 bar.update(1)
                 if log is not None:
-                    log(
-                        f"{row.label:24s} seed {seed}: acc {run['accuracy']:.4f} "
-                        f"tar {run['tar']:.4f} loss {run['first_loss']:.3f}->"
-                        f"{run['last_loss']:.3f} ({run['train_seconds']:.1f} s)"
-                    )
+                    log(_run_line(row, seed, run))
             summary["rows"].append(summarise_row(row, runs))
             summary["seconds"] = round(time.perf_counter() - started, 1)
             if out_dir is not None:

@@ -122,23 +122,14 @@ def render_identities(
     workers = _default_workers() if num_workers is None else int(num_workers)
     if num_identities * images_per_identity < 200:
         workers = 1  # starting processes costs more than it saves
+    indices = range(offset, offset + num_identities)
     rendered = _render_many(
-        seed,
-        range(offset, offset + num_identities),
-        images_per_identity,
-        image_size,
-        knobs,
-        jpeg,
-        workers,
-        progress,
-        "rendering",
+        seed, indices, images_per_identity, image_size, knobs, jpeg, workers, progress, "rendering"
     )
     images = np.empty((num_identities * images_per_identity, image_size, image_size, 3), np.uint8)
-    position = 0
-    for identity in rendered:
-        for item in identity:
-            images[position] = _decode_jpeg(item) if jpeg else item[0]
-            position += 1
+    items = (item for identity in rendered for item in identity)
+    for position, item in enumerate(items):
+        images[position] = _decode_jpeg(item) if jpeg else item[0]
     labels = np.repeat(np.arange(num_identities, dtype=np.int32), images_per_identity)
     return images, labels
 
