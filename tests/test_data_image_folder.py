@@ -182,3 +182,77 @@ def test_exif_rotated_jpeg_is_stored_upright(tmp_path):
     convert_image_folder(tmp_path / "src", tmp_path / "out", progress=False)
     images, _ = _collect(tmp_path / "out")
     assert images[0, :50].mean() > 250 and images[0, 62:].mean() < 5
+
+
+def test_non_utf8_names_are_stored_escaped_not_fatal(tmp_path):
+    # Issue 16, item 4: a Latin-1 file name aborted the whole conversion (UnicodeEncodeError).
+    root = os.fsencode(tmp_path / "src")
+    os.makedirs(os.path.join(root, b"caf\xe9"))
+    os.makedirs(os.path.join(root, b"bob"))
+    Image.fromarray(noise_image(1)).save(os.path.join(root, b"caf\xe9", b"\xff1.png"))
+    Image.fromarray(noise_image(2)).save(os.path.join(root, b"bob", b"2.png"))
+    manifest = convert_image_folder(tmp_path / "src", tmp_path / "out", progress=False)
+    assert manifest["num_images"] == 2 and manifest["skipped"]["total"] == 0
+    labels_tsv = (tmp_path / "out" / "labels.tsv").read_text(encoding="utf-8")
+    assert labels_tsv.splitlines() == ["0\tbob", "1\tcaf\\xe9"]
+    import tensorflow as tf
+
+    from keras_arcface.data.schema import KEY_IDENTITY, KEY_SOURCE_ID, shard_paths
+
+    stored = set()
+    for serialized in tf.data.TFRecordDataset(shard_paths(tmp_path / "out")):
+        feature = tf.train.Example.FromString(serialized.numpy()).features.feature
+        stored.add(
+            (
+                feature[KEY_IDENTITY].bytes_list.value[0].decode(),
+                feature[KEY_SOURCE_ID].bytes_list.value[0].decode(),
+            )
+        )
+    assert stored == {("bob", "bob/2.png"), ("caf\\xe9", "caf\\xe9/\\xff1.png")}
+
+
+def test_empty_identity_folders_are_counted_and_named(tmp_path, caplog):
+    _folder(tmp_path / "src", [("alice/a.png", noise_image(1), "PNG")])
+    (tmp_path / "src" / "nobody").mkdir()
+    (tmp_path / "src" / "only_notes").mkdir()
+    (tmp_path / "src" / "only_notes" / "readme.txt").write_text("no images here")
+    with caplog.at_level("WARNING", logger="keras_arcface.data"):
+        manifest = convert_image_folder(tmp_path / "src", tmp_path / "out", progress=False)
+    assert manifest["num_classes"] == 1
+    assert manifest["source"]["empty_identity_folders"] == 2
+    assert manifest["source"]["empty_identity_examples"] == ["nobody", "only_notes"]
+    assert "2 identity folder(s) holding no image" in caplog.text and "nobody" in caplog.text
+
+
+def test_the_per_item_transform_hook(tmp_path):
+    """The converter core's transform (where face alignment plugs in) sees each image's
+    decoded pixels; a DataError it raises is a bad item under the on_error policy."""
+    from keras_arcface.data.errors import bad_item
+
+    _folder(
+        tmp_path / "src",
+        [("a/keep.jpg", smooth_image(1), "JPEG"), ("a/reject.png", noise_image(2), "PNG")],
+    )
+    seen = []
+
+    def flip_or_reject(pixels, name):
+        seen.append((os.path.basename(name), pixels.shape, pixels.dtype))
+        if name.endswith("reject.png"):
+            raise bad_item("no face found", name)
+        return np.ascontiguousarray(pixels[::-1])
+
+    with pytest.raises(DataError, match="no face found: .*reject.png"):
+        convert_image_folder(tmp_path / "src", tmp_path / "o1", transform=flip_or_reject)
+    manifest = convert_image_folder(
+        tmp_path / "src",
+        tmp_path / "o2",
+        transform=flip_or_reject,
+        on_error="skip",
+        image_format="png",
+        progress=False,
+    )
+    assert manifest["skipped"]["by_reason"] == {"no face found": 1}
+    assert ("keep.jpg", (112, 112, 3), np.uint8) in seen
+    images, _ = _collect(tmp_path / "o2")
+    decoded = np.asarray(Image.open(tmp_path / "src" / "a" / "keep.jpg").convert("RGB"))
+    np.testing.assert_array_equal(images[0], decoded[::-1])  # PNG: lossless after the flip

@@ -184,3 +184,58 @@ def test_convert_rec_command(insightface_rec, tmp_path, capsys):
     assert code == 0
     assert "wrote 5 images of 3 identities" in capsys.readouterr().out
     assert read_manifest(tmp_path / "cli")["source"]["property"] == [3, 112, 112]
+
+
+def test_a_damaged_header_is_refused_before_anything_is_allocated(tmp_path):
+    # Issue 16, item 3: a header claiming [1e9, 1e9+5] allocated gigabytes before failing.
+    import tracemalloc
+
+    records = [(0, pack([1e9, 1e9 + 5], b""))]
+    records += [(k, pack(0, encode(noise_image(k), "PNG"))) for k in (1, 2)]
+    write_rec(tmp_path / "data", records)
+    tracemalloc.start()
+    try:
+        with pytest.raises(DataError, match=r"header record \(key 0\).*data.idx lists 3 keys"):
+            convert_recordio(tmp_path / "data", tmp_path / "out", progress=False, num_classes=1)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 50 * 2**20  # a list of 1e9 keys would take ~8 GB
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("label", [float("nan"), float("inf"), -float("inf")])
+def test_non_finite_labels_are_bad_records_that_skip_counts(tmp_path, label):
+    records = [(0, pack(label, encode(noise_image(0), "PNG")))]
+    records += [(1, pack(0, encode(noise_image(1), "PNG")))]
+    write_rec(tmp_path / "data", records)
+    with pytest.raises(DataError, match="bad label: key 0.*label (nan|inf|-inf)"):
+        convert_recordio(tmp_path / "data", tmp_path / "out", progress=False, num_classes=1)
+    manifest = convert_recordio(
+        tmp_path / "data", tmp_path / "out", progress=False, num_classes=1, on_error="skip"
+    )
+    assert manifest["num_images"] == 1 and manifest["skipped"]["by_reason"] == {"bad label": 1}
+
+
+def test_bad_idx_lines_and_offsets_are_named_and_counted(tmp_path):
+    records = [(k, pack(0, encode(noise_image(k), "PNG"))) for k in range(3)]
+    write_rec(tmp_path / "data", records)
+    idx = (tmp_path / "data.idx").read_bytes().splitlines()
+    size = (tmp_path / "data.rec").stat().st_size
+    damaged = [
+        idx[0],
+        b"1\t-5",  # a negative offset
+        b"\xff\xfe\t12",  # not UTF-8 at all
+        b"2\t" + str(size + 100).encode(),  # beyond the end of the .rec
+    ]
+    (tmp_path / "data.idx").write_bytes(b"\n".join(damaged) + b"\n")
+    with pytest.raises(DataError, match=r"bad index line: .*data.idx:2 .*'1\\t-5'"):
+        convert_recordio(tmp_path / "data", tmp_path / "out", progress=False, num_classes=1)
+    manifest = convert_recordio(
+        tmp_path / "data", tmp_path / "out", progress=False, num_classes=1, on_error="skip"
+    )
+    assert manifest["num_images"] == 1
+    assert manifest["skipped"]["by_reason"] == {"bad index line": 2, "corrupt index": 1}
+    examples = manifest["skipped"]["examples"]
+    assert examples["corrupt index"] == ["key 2"]
+    assert [e.rsplit(":", 1)[1] for e in examples["bad index line"]] == ["2", "3"]

@@ -18,7 +18,14 @@ def check_image_format(image_format):
 
 
 def prepare_image(
-    data, source, *, image_size=(112, 112), resize=False, image_format="keep", jpeg_quality=95
+    data,
+    source,
+    *,
+    image_size=(112, 112),
+    resize=False,
+    image_format="keep",
+    jpeg_quality=95,
+    transform=None,
 ):
     """Decodes, checks and, when needed, re-encodes one image for storage.
 
@@ -36,6 +43,9 @@ def prepare_image(
         resize: resize images of another size (bicubic) instead of rejecting them.
         image_format: ``"keep"``, ``"jpeg"`` or ``"png"``.
         jpeg_quality: quality when encoding JPEG.
+        transform: optional ``transform(pixels, source) -> pixels`` applied to the decoded
+            uint8 RGB ``[H, W, 3]`` pixels before the size check (face alignment hooks in
+            here); it raises ``DataError`` for an item it cannot handle.
 
     Returns:
         ``(encoded bytes, "jpeg" | "png")``.
@@ -52,7 +62,8 @@ def prepare_image(
 
     height, width = int(image_size[0]), int(image_size[1])
     photo = decode_photo(bytes(data), source)
-    rgb = Image.fromarray(photo.pixels)
+    pixels = photo.pixels if transform is None else _transformed(transform, photo.pixels, source)
+    rgb = Image.fromarray(pixels)
     size_ok = rgb.size == (width, height)
     if not size_ok and not resize:
         raise bad_item(
@@ -63,7 +74,7 @@ def prepare_image(
         )
     is_jpeg = (photo.format or "").upper() in ("JPEG", "MPO")
     target = image_format if image_format != "keep" else ("jpeg" if is_jpeg else "png")
-    if is_jpeg and photo.unchanged and size_ok and target == "jpeg":
+    if is_jpeg and photo.unchanged and transform is None and size_ok and target == "jpeg":
         return bytes(data), "jpeg"
     if not size_ok:
         rgb = rgb.resize((width, height), Image.BICUBIC)
@@ -73,3 +84,15 @@ def prepare_image(
     else:
         rgb.save(buffer, format="PNG")
     return buffer.getvalue(), target
+
+
+def _transformed(transform, pixels, source):
+    import numpy as np
+
+    result = np.asarray(transform(pixels, source))
+    if result.dtype != np.uint8 or result.ndim != 3 or result.shape[-1] != 3:
+        raise TypeError(
+            f"A converter transform must return uint8 RGB [H, W, 3] pixels ({source}). "
+            f"Received: dtype={result.dtype}, shape={result.shape}"
+        )
+    return np.ascontiguousarray(result)

@@ -8,20 +8,14 @@
 
 Labels follow the sorted sub-folder names (``labels.tsv`` keeps the map). JPEG, PNG, BMP,
 PGM/PPM (and anything else PIL reads with those extensions) are accepted; grayscale and
-palette images are stored as RGB. Files with other extensions are ignored and counted.
+palette images are stored as RGB. Files with other extensions are ignored and counted, and
+so are identity folders holding no image (they get no label). The conversion itself runs
+through the converter core, :mod:`keras_arcface.data.convert`.
 """
 
-import concurrent.futures
 import os
 
-from keras_arcface.data.errors import (
-    DataError,
-    SkipReport,
-    bad_item,
-    check_on_error,
-    handle_data_error,
-    logger,
-)
+from keras_arcface.data.errors import DataError, check_on_error, logger
 
 IMAGE_EXTENSIONS = (
     ".jpg",
@@ -35,7 +29,6 @@ IMAGE_EXTENSIONS = (
     ".tif",
     ".tiff",
 )
-_WINDOW = 2048
 
 
 def scan_image_folder(src_dir):
@@ -47,50 +40,105 @@ def scan_image_folder(src_dir):
     Returns:
         ``(class_names, items, ignored)``: sorted identity names (folders with at least one
         image), ``(path, label)`` pairs in a stable order, and the paths of ignored files.
+        :func:`scan_identity_folders` also lists the identity folders without images.
 
     Example:
         >>> names, items, ignored = scan_image_folder("faces")  # doctest: +SKIP
     """
+    class_names, items, ignored, _ = scan_identity_folders(src_dir)
+    return class_names, items, ignored
+
+
+def scan_identity_folders(src_dir):
+    """Like :func:`scan_image_folder`, plus the identity folders holding no image.
+
+    Returns:
+        ``(class_names, items, ignored, empty)``; ``empty`` lists the paths of identity
+        folders left out because they hold no image (they get no label).
+
+    Example:
+        >>> names, items, ignored, empty = scan_identity_folders("faces")  # doctest: +SKIP
+    """
     src_dir = os.fspath(src_dir)
     if not os.path.isdir(src_dir):
         raise FileNotFoundError(f"No such folder. Received: src_dir={src_dir!r}")
-    class_names, items, ignored = [], [], []
+    class_names, items, ignored, empty = [], [], [], []
     for entry in sorted(os.scandir(src_dir), key=lambda e: e.name):
         if entry.name.startswith("."):
             continue
         if not entry.is_dir():
             ignored.append(entry.path)
             continue
-        files = []
-        for root, dirs, names in os.walk(entry.path):
-            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-            for name in sorted(names):
-                path = os.path.join(root, name)
-                if name.startswith("."):
-                    continue
-                if name.lower().endswith(IMAGE_EXTENSIONS):
-                    files.append(path)
-                else:
-                    ignored.append(path)
+        files = _identity_files(entry.path, ignored)
         if files:
             label = len(class_names)
             class_names.append(entry.name)
             items.extend((path, label) for path in files)
-    return class_names, items, ignored
+        else:
+            empty.append(entry.path)
+    return class_names, items, ignored, empty
 
 
-def _prepare(item, options):
-    from keras_arcface.data.image_codec import prepare_image
+def _identity_files(folder, ignored):
+    files = []
+    for root, dirs, names in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(names):
+            path = os.path.join(root, name)
+            if name.startswith("."):
+                continue
+            if name.lower().endswith(IMAGE_EXTENSIONS):
+                files.append(path)
+            else:
+                ignored.append(path)
+    return files
 
-    path, _ = item
-    try:
+
+def image_folder_source(src_dir):
+    """The image folder as a :class:`~keras_arcface.data.convert.Source` for the converter core.
+
+    Empty identity folders and non-image files are counted in the provenance (and logged).
+
+    Example:
+        >>> source = image_folder_source("faces")  # doctest: +SKIP
+    """
+    from keras_arcface.data.convert import Source, SourceImage, safe_text
+
+    class_names, items, ignored, empty = scan_identity_folders(src_dir)
+    if not items:
+        raise DataError(
+            "No images found: expected one sub-folder per identity holding "
+            f"{', '.join(IMAGE_EXTENSIONS)} files. Received: src_dir={os.fspath(src_dir)!r}"
+        )
+    if ignored:
+        logger.warning("ignoring %d non-image file(s), e.g. %s", len(ignored), ignored[0])
+    if empty:
+        logger.warning(
+            "left out %d identity folder(s) holding no image, e.g. %s", len(empty), empty[0]
+        )
+    root = os.path.abspath(os.fspath(src_dir))
+
+    def load(item):
+        path, label = item
         with open(path, "rb") as handle:
             data = handle.read()
-        return prepare_image(data, path, **options), None
-    except OSError as error:
-        return None, bad_item("unreadable file", path, str(error))
-    except DataError as error:  # reported through the policy in the main thread
-        return None, error
+        return SourceImage(data, label, os.path.relpath(path, root), name=path)
+
+    provenance = {
+        "type": "image_folder",
+        "path": safe_text(root),
+        "ignored_files": len(ignored),
+        "empty_identity_folders": len(empty),
+        "empty_identity_examples": [safe_text(os.path.basename(p)) for p in empty[:10]],
+    }
+    return Source(
+        items=items,
+        load=load,
+        class_names=class_names,
+        description="converting images",
+        provenance=provenance,
+        name_of=lambda item: item[0],
+    )
 
 
 def convert_image_folder(
@@ -106,6 +154,7 @@ def convert_image_folder(
     num_shards=None,
     overwrite=False,
     progress=True,
+    transform=None,
 ):
     """Converts an image folder to a sharded TFRecord dataset folder.
 
@@ -122,71 +171,30 @@ def convert_image_folder(
         num_shards: shard files (default from the image count).
         overwrite: replace an existing dataset in ``out_dir``.
         progress: show a progress bar.
+        transform: optional per-image ``transform(pixels, name) -> pixels`` (see
+            :class:`~keras_arcface.data.convert.StoreOptions`).
 
     Returns:
-        The manifest dict (``skipped`` holds the skip report).
+        The manifest dict (``skipped`` holds the skip report; ``source`` counts ignored
+        files and empty identity folders).
 
     Example:
         >>> manifest = convert_image_folder("faces", "faces_tfrecord", resize=True)
         ... # doctest: +SKIP
     """
-    from keras_arcface.data.image_codec import check_image_format
-    from keras_arcface.data.tfrecord_writer import ImageRecord, prepare_destination, write_records
+    from keras_arcface.data.convert import StoreOptions, convert
+    from keras_arcface.data.tfrecord_writer import prepare_destination
 
     check_on_error(on_error)
-    check_image_format(image_format)
+    options = StoreOptions(image_size, resize, image_format, jpeg_quality, transform)
     prepare_destination(out_dir, overwrite)
-    class_names, items, ignored = scan_image_folder(src_dir)
-    if not items:
-        raise ValueError(
-            "No images found: expected one sub-folder per identity holding "
-            f"{', '.join(IMAGE_EXTENSIONS)} files. Received: src_dir={os.fspath(src_dir)!r}"
-        )
-    if ignored:
-        logger.warning("ignoring %d non-image file(s), e.g. %s", len(ignored), ignored[0])
-    options = {
-        "image_size": tuple(image_size),
-        "resize": resize,
-        "image_format": image_format,
-        "jpeg_quality": jpeg_quality,
-    }
-    report = SkipReport()
-    root = os.path.abspath(os.fspath(src_dir))
-
-    def records():
-        workers = num_workers or os.cpu_count() or 1
-        with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
-            for start in range(0, len(items), _WINDOW):
-                window = items[start : start + _WINDOW]
-                results = pool.map(lambda item: _prepare(item, options), window)
-                for (path, label), (prepared, error) in zip(window, results):
-                    if error is not None:
-                        handle_data_error(on_error, report, error)
-                        continue
-                    encoded, fmt = prepared
-                    yield ImageRecord(
-                        encoded,
-                        label,
-                        identity=class_names[label],
-                        source_id=os.path.relpath(path, root),
-                        image_format=fmt,
-                        height=int(image_size[0]),
-                        width=int(image_size[1]),
-                    )
-
-    manifest = write_records(
+    return convert(
+        image_folder_source(src_dir),
         out_dir,
-        records(),
-        class_names=class_names,
-        num_images=len(items),
+        options=options,
+        on_error=on_error,
+        num_workers=num_workers,
         num_shards=num_shards,
-        image_size=image_size,
         overwrite=overwrite,
-        skipped=report,
         progress=progress,
-        description="converting images",
-        source={"type": "image_folder", "path": root, "ignored_files": len(ignored)},
     )
-    if report.total:
-        logger.warning("%s", report.summary())
-    return manifest

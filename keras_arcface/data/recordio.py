@@ -18,8 +18,8 @@ The format, as MXNet writes it:
 * Labels are float32: exact integers only up to 2**24.
 """
 
-import concurrent.futures
 import dataclasses
+import math
 import os
 import struct
 import threading
@@ -31,8 +31,7 @@ from keras_arcface.data.errors import (
     SkipReport,
     bad_item,
     check_on_error,
-    handle_data_error,
-    logger,
+    handle_bad_item,
 )
 
 MAGIC = 0xCED7230A
@@ -41,7 +40,6 @@ HEADER_FORMAT = "<IfQQ"
 HEADER_SIZE = struct.calcsize(HEADER_FORMAT)
 _LENGTH_MASK = (1 << 29) - 1
 _MAX_EXACT_LABEL = 2**24
-_WINDOW = 2048
 
 
 @dataclasses.dataclass
@@ -93,27 +91,42 @@ def unpack_record(payload, key=None):
     return RecordHeader(int(flag), labels, int(id1), int(id2)), payload[offset:]
 
 
-def read_idx(path):
+def read_idx(path, on_error="raise", report=None):
     """Reads a ``.idx`` file into a list of ``(key, offset)`` in file order.
+
+    A line that is not ``key<TAB>offset`` (two non-negative integers, ASCII) is a
+    :class:`DataError` naming ``FILE:LINE``; under ``on_error="skip"`` it is counted in
+    ``report`` as a bad index line instead.
 
     Example:
         >>> entries = read_idx("train.idx")  # doctest: +SKIP
     """
     entries = []
-    with open(path, encoding="utf-8") as handle:
-        for line_number, line in enumerate(handle, 1):
-            line = line.strip()
+    report = report if report is not None else SkipReport()
+    with open(path, "rb") as handle:
+        for line_number, raw in enumerate(handle, 1):
+            line = raw.strip()
             if not line:
                 continue
-            parts = line.split("\t") if "\t" in line else line.split()
             try:
-                key, offset = int(parts[0]), int(parts[1])
-            except (ValueError, IndexError):
-                raise DataError(
-                    f"{path}:{line_number}: expected 'key<TAB>offset'. Received: line={line!r}"
-                ) from None
-            entries.append((key, offset))
+                entries.append(_idx_entry(line))
+            except ValueError:
+                shown = line[:60].decode("ascii", "backslashreplace")
+                handle_bad_item(
+                    on_error,
+                    report,
+                    "bad index line",
+                    f"{path}:{line_number}",
+                    f"expected 'key<TAB>offset' with non-negative integers, got {shown!r}",
+                )
     return entries
+
+
+def _idx_entry(line):
+    parts = line.split(b"\t") if b"\t" in line else line.split()
+    if len(parts) < 2 or not (parts[0].isdigit() and parts[1].isdigit()):
+        raise ValueError(line)
+    return int(parts[0]), int(parts[1])
 
 
 def read_property(path):
@@ -125,7 +138,7 @@ def read_property(path):
     """
     if not os.path.isfile(path):
         return None
-    with open(path, encoding="utf-8") as handle:
+    with open(path, encoding="utf-8", errors="replace") as handle:
         text = handle.read().strip()
     try:
         values = [int(v) for v in text.replace(" ", "").split(",")]
@@ -134,7 +147,17 @@ def read_property(path):
         raise DataError(
             f"{path}: expected 'num_classes,height,width'. Received: text={text!r}"
         ) from None
+    _check_num_classes(num_classes, path)
     return num_classes, height, width
+
+
+def _check_num_classes(num_classes, where):
+    # Labels are float32 in RecordIO: no label can reach 2**24, so no more classes either.
+    if not 1 <= int(num_classes) <= _MAX_EXACT_LABEL:
+        raise DataError(
+            f"{where}: {num_classes} classes is outside [1, 2**24] (RecordIO labels are "
+            f"float32 integers); pass --num-classes. Received: num_classes={num_classes}"
+        )
 
 
 class RecordIOReader:
@@ -149,7 +172,7 @@ class RecordIOReader:
         >>> header, image = reader.read_record(1)  # doctest: +SKIP
     """
 
-    def __init__(self, path_prefix):
+    def __init__(self, path_prefix, on_error="raise", report=None):
         prefix = os.fspath(path_prefix)
         if prefix.endswith((".rec", ".idx")):
             prefix = prefix[:-4]
@@ -161,7 +184,7 @@ class RecordIOReader:
                     f"Missing {path}: a RecordIO dataset needs both .rec and .idx. "
                     f"Received: path_prefix={os.fspath(path_prefix)!r}"
                 )
-        self.entries = read_idx(self.idx_path)
+        self.entries = read_idx(self.idx_path, on_error, report)
         self.offsets = dict(self.entries)
         self.file_size = os.path.getsize(self.rec_path)
         self._handle = open(self.rec_path, "rb")  # noqa: SIM115 (closed in close())
@@ -186,6 +209,13 @@ class RecordIOReader:
         if key not in self.offsets:
             raise bad_item("missing record", f"key {key}", f"not in {self.idx_path}")
         offset = self.offsets[key]
+        if offset > self.file_size - 8:
+            raise bad_item(
+                "corrupt index",
+                f"key {key}",
+                f"{self.idx_path} points at offset {offset}, beyond the end of {self.rec_path} "
+                f"({self.file_size} bytes)",
+            )
         parts = []
         while True:
             handle.seek(offset)
@@ -229,30 +259,44 @@ class RecordIOReader:
     def layout(self):
         """Detects the file layout.
 
+        The key-0 header's ``[a, b]`` is checked against the ``.idx`` before anything is
+        allocated for it: ``a - 1`` images and ``b - a`` identity records must all be listed.
+
         Returns:
             ``(image_keys, header)``: the keys holding images in order, and the key-0
             header ``(a, b)`` for InsightFace-style files or ``None`` for im2rec files.
         """
-        if 0 in self.offsets:
-            header, image = self.read_record(0)
-            if header.flag == 2 and not image:
-                first, end = (float(v) for v in header.labels[:2])
-                if first == int(first) and end == int(end) and 1 <= first <= end:
-                    first, end = int(first), int(end)
-                    missing = [k for k in range(1, first) if k not in self.offsets]
-                    if missing:
-                        raise DataError(
-                            f"{self.rec_path}: the header record says images are keys "
-                            f"1..{first - 1} but {len(missing)} are missing from {self.idx_path} "
-                            f"(first: {missing[0]})."
-                        )
-                    return list(range(1, first)), (first, end)
-        return self.keys, None
+        if 0 not in self.offsets:
+            return self.keys, None
+        header, image = self.read_record(0)
+        if header.flag != 2 or image:
+            return self.keys, None
+        first, end = (float(v) for v in header.labels[:2])
+        if not all(math.isfinite(v) and v == int(v) for v in (first, end)) or not 1 <= first <= end:
+            return self.keys, None  # not an InsightFace header: every key is an image
+        first, end = int(first), int(end)
+        listed = len(self.offsets)
+        if first - 1 > listed - 1 or end - first > first - 1:
+            raise DataError(
+                f"{self.rec_path}: the header record (key 0) claims [{first}, {end}]: "
+                f"{first - 1} images of {end - first} identities, but {self.idx_path} lists "
+                f"{listed} keys in all (and every identity needs an image). The header is "
+                "damaged; rebuild the .idx/.rec, or delete key 0 from the .idx to read every "
+                "key as an image."
+            )
+        missing = [k for k in range(1, first) if k not in self.offsets]
+        if missing:
+            raise DataError(
+                f"{self.rec_path}: the header record says images are keys "
+                f"1..{first - 1} but {len(missing)} are missing from {self.idx_path} "
+                f"(first: {missing[0]})."
+            )
+        return list(range(1, first)), (first, end)
 
 
 def _label_of(header, key, num_classes):
     label = float(header.labels[0])
-    if label != int(label) or abs(label) >= _MAX_EXACT_LABEL:
+    if not math.isfinite(label) or label != int(label) or abs(label) >= _MAX_EXACT_LABEL:
         raise bad_item(
             "bad label",
             f"key {key}",
@@ -279,6 +323,72 @@ def _scan_num_classes(reader, keys):
     return largest + 1
 
 
+def _resolve_num_classes(reader, keys, header, prop, num_classes):
+    if num_classes is None:
+        if prop is not None:
+            num_classes = prop[0]
+        elif header is not None and header[1] > header[0]:
+            num_classes = header[1] - header[0]
+        else:
+            num_classes = _scan_num_classes(reader, keys)
+    if int(num_classes) < 1:
+        raise DataError(f"{reader.rec_path}: found no valid labels.")
+    _check_num_classes(num_classes, reader.rec_path)
+    return int(num_classes)
+
+
+def recordio_source(reader, num_classes=None):
+    """The records of an open :class:`RecordIOReader` as a converter-core ``Source``.
+
+    Each worker thread reads through its own file handle; :meth:`RecordIOReader.close`
+    does not close them, the returned ``close`` function does.
+
+    Returns:
+        ``(Source, close)``.
+
+    Example:
+        >>> source, close = recordio_source(RecordIOReader("train"))  # doctest: +SKIP
+    """
+    from keras_arcface.data.convert import Source, SourceImage
+
+    keys, header = reader.layout()
+    prop = read_property(
+        os.path.join(os.path.dirname(os.path.abspath(reader.rec_path)), "property")
+    )
+    num_classes = _resolve_num_classes(reader, keys, header, prop, num_classes)
+    local, handles = threading.local(), []
+    rec_name = os.path.basename(reader.rec_path)
+
+    def load(key):
+        if not hasattr(local, "handle"):  # one file handle per worker thread
+            local.handle = open(reader.rec_path, "rb")  # noqa: SIM115 (closed by close())
+            handles.append(local.handle)
+        record_header, image = reader.read_record(key, local.handle)
+        label = _label_of(record_header, key, num_classes)
+        return SourceImage(
+            image, label, f"{rec_name}:{key}", identity=str(label), name=f"key {key}"
+        )
+
+    def close():
+        for handle in handles:
+            handle.close()
+
+    source = Source(
+        items=keys,
+        load=load,
+        class_names=[str(i) for i in range(num_classes)],
+        description="converting RecordIO",
+        provenance={
+            "type": "recordio",
+            "path": os.path.abspath(reader.rec_path),
+            "layout": "insightface" if header else "im2rec",
+            "property": list(prop) if prop else None,
+        },
+        name_of=lambda key: f"key {key}",
+    )
+    return source, close
+
+
 def convert_recordio(
     path_prefix,
     out_dir,
@@ -293,8 +403,14 @@ def convert_recordio(
     num_shards=None,
     overwrite=False,
     progress=True,
+    transform=None,
 ):
     """Converts an InsightFace/MXNet ``.rec`` + ``.idx`` dataset to TFRecords.
+
+    The header record and the ``.idx`` are checked against each other and the file size
+    before anything is allocated for them; every per-record problem (truncated or corrupt
+    record, an offset beyond the file, a non-finite or non-integer label, a bad image) is
+    a :class:`DataError` that ``on_error="skip"`` counts.
 
     Args:
         path_prefix: path without extension (``faces_emore/train``).
@@ -310,6 +426,8 @@ def convert_recordio(
         num_shards: shard files (default from the image count).
         overwrite: replace an existing dataset in ``out_dir``.
         progress: show a progress bar.
+        transform: optional per-image ``transform(pixels, name) -> pixels`` (see
+            :class:`~keras_arcface.data.convert.StoreOptions`).
 
     Returns:
         The manifest dict.
@@ -317,93 +435,27 @@ def convert_recordio(
     Example:
         >>> convert_recordio("faces_emore/train", "ms1mv2_tfrecord")  # doctest: +SKIP
     """
-    from keras_arcface.data.image_codec import check_image_format, prepare_image
-    from keras_arcface.data.tfrecord_writer import ImageRecord, prepare_destination, write_records
+    from keras_arcface.data.convert import StoreOptions, convert
+    from keras_arcface.data.tfrecord_writer import prepare_destination
 
     check_on_error(on_error)
-    check_image_format(image_format)
+    options = StoreOptions(image_size, resize, image_format, jpeg_quality, transform)
     prepare_destination(out_dir, overwrite)
-    reader = RecordIOReader(path_prefix)
-    keys, header = reader.layout()
-    prop = read_property(
-        os.path.join(os.path.dirname(os.path.abspath(reader.rec_path)), "property")
-    )
-    if num_classes is None:
-        if prop is not None:
-            num_classes = prop[0]
-        elif header is not None and header[1] > header[0]:
-            num_classes = header[1] - header[0]
-        else:
-            num_classes = _scan_num_classes(reader, keys)
-    if int(num_classes) < 1:
-        raise DataError(f"{reader.rec_path}: found no valid labels.")
-    num_classes = int(num_classes)
-    options = {
-        "image_size": tuple(image_size),
-        "resize": resize,
-        "image_format": image_format,
-        "jpeg_quality": jpeg_quality,
-    }
-    report = SkipReport()
-
-    local = threading.local()
-    handles = []
-
-    def prepare(key):
-        if not hasattr(local, "handle"):  # one file handle per worker thread
-            local.handle = open(reader.rec_path, "rb")  # noqa: SIM115 (closed below)
-            handles.append(local.handle)
+    index_report = SkipReport()
+    with RecordIOReader(path_prefix, on_error, index_report) as reader:
+        source, close = recordio_source(reader, num_classes)
         try:
-            record_header, image = reader.read_record(key, local.handle)
-            label = _label_of(record_header, key, num_classes)
-            encoded, fmt = prepare_image(image, f"key {key}", **options)
-            return (label, encoded, fmt), None
-        except DataError as error:
-            return None, error
-
-    def records():
-        workers = num_workers or os.cpu_count() or 1
-        with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
-            for start in range(0, len(keys), _WINDOW):
-                window = keys[start : start + _WINDOW]
-                for key, (result, error) in zip(window, pool.map(prepare, window)):
-                    if error is not None:
-                        handle_data_error(on_error, report, error)
-                        continue
-                    label, encoded, fmt = result
-                    yield ImageRecord(
-                        encoded,
-                        label,
-                        identity=str(label),
-                        source_id=f"{os.path.basename(reader.rec_path)}:{key}",
-                        image_format=fmt,
-                        height=int(image_size[0]),
-                        width=int(image_size[1]),
-                    )
-
-    try:
-        manifest = write_records(
-            out_dir,
-            records(),
-            class_names=[str(i) for i in range(num_classes)],
-            num_images=len(keys),
-            num_shards=num_shards,
-            image_size=image_size,
-            overwrite=overwrite,
-            skipped=report,
-            progress=progress,
-            description="converting RecordIO",
-            source={
-                "type": "recordio",
-                "path": os.path.abspath(reader.rec_path),
-                "layout": "insightface" if header else "im2rec",
-                "property": list(prop) if prop else None,
-            },
-        )
-    finally:
-        reader.close()
-        for handle in handles:
-            handle.close()
-    if report.total:
-        logger.warning("%s", report.summary())
+            manifest = convert(
+                source,
+                out_dir,
+                options=options,
+                on_error=on_error,
+                num_workers=num_workers,
+                num_shards=num_shards,
+                overwrite=overwrite,
+                progress=progress,
+                report=index_report,  # bad .idx lines are counted with the bad records
+            )
+        finally:
+            close()
     return manifest

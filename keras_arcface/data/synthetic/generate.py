@@ -203,20 +203,22 @@ def _identity_name(label):
 def _write_training_set(
     train_dir, job, num_identities, images_per_identity, overwrite, progress, sheet_sources, sheet
 ):
-    from keras_arcface.data.tfrecord_writer import write_records
+    from keras_arcface.data.convert import write_dataset
 
+    # Rendering is the "prepare" step here: a process pool yields JPEG bytes of the right
+    # size, so the records go straight to the converter core's writer call.
     records = _training_records(
         job, num_identities, images_per_identity, progress, sheet_sources, sheet
     )
-    return write_records(
+    return write_dataset(
         train_dir,
         records,
         class_names=[_identity_name(label) for label in range(num_identities)],
-        num_images=num_identities * images_per_identity,
+        num_items=num_identities * images_per_identity,
         image_size=(job.image_size, job.image_size),
         overwrite=overwrite,
         progress=False,
-        source={
+        provenance={
             "generator": "keras_arcface.data.synthetic",
             "seed": job.seed,
             "difficulty": dataclasses.asdict(job.knobs),
