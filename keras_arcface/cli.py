@@ -54,6 +54,10 @@ COMMANDS = {
         "keras_arcface.export.export_command",
         "Export the embedding model to SavedModel, TFLite and ONNX behind a parity gate.",
     ),
+    "align": (
+        "keras_arcface.faces.align_command",
+        "Detect faces in a folder of raw photos and write aligned 112x112 ArcFace crops.",
+    ),
     "embed": ("keras_arcface.export.embed_command", "Compute embeddings of image files."),
     "verify": ("keras_arcface.export.verify_command", "Decide whether two face images match."),
     "paper": (
