@@ -138,7 +138,7 @@ def main(argv=None):
             "queries/s",
         ),
         (
-            "search top-5, gallery pre-normalised",
+            "search top-5, gallery pre-normalized",
             f"{args.queries} queries x {args.gallery} gallery",
             prepared_times,
             args.queries,

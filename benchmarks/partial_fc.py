@@ -1,7 +1,7 @@
 """Partial FC: step time and peak memory of the classification head vs the sample rate.
 
-One head step = cosines of a batch of embeddings against the (sampled) class centres,
-ArcFace logits and cross-entropy, the backward pass, and the centre update (SGD momentum,
+One head step = cosines of a batch of embeddings against the (sampled) class centers,
+ArcFace logits and cross-entropy, the backward pass, and the center update (SGD momentum,
 only the sampled rows when sampling). Each sample rate runs in its own process so that the
 peak resident memory (``ru_maxrss``) belongs to that rate alone.
 

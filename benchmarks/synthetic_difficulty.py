@@ -3,10 +3,10 @@
 Generates the synthetic set (default settings unless told otherwise), then reports on the
 held-out verification pairs (identities never trained on), with the reference protocol
 (``keras_arcface.evaluation.verification_metrics``: 10 contiguous folds, best threshold on
-9, squared L2 of L2-normalised vectors):
+9, squared L2 of L2-normalized vectors):
 
 * raw pixels: each image's flattened RGB vector (cosine similarity), no flip;
-* centred pixels: the same minus each image's mean (removes global brightness);
+* centered pixels: the same minus each image's mean (removes global brightness);
 * a small CNN trained with plain softmax on the training identities for
   ``--train-seconds``, its 128-d penultimate layer as the embedding (with flip fusion).
 
@@ -36,9 +36,9 @@ from keras_arcface.data.synthetic_command import parse_knobs  # noqa: E402
 from keras_arcface.evaluation import evaluate_verification, verification_metrics  # noqa: E402
 
 
-def pixel_accuracy(images, issame, centred=False):
+def pixel_accuracy(images, issame, centered=False):
     flat = images.reshape(len(images), -1).astype(np.float64)
-    if centred:
+    if centered:
         flat = flat - flat.mean(axis=1, keepdims=True)
     return verification_metrics(flat[0::2], flat[1::2], issame)["accuracy"]
 
@@ -154,7 +154,7 @@ def main(argv=None):
         "total_seconds": summary["total_seconds"],
         "raw_pixel_accuracy": pixel_accuracy(verification.images, verification.issame),
         "centred_pixel_accuracy": pixel_accuracy(
-            verification.images, verification.issame, centred=True
+            verification.images, verification.issame, centered=True
         ),
     }
     if args.train_seconds > 0:

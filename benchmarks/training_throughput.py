@@ -1,7 +1,7 @@
 """Training throughput: the full pipeline (TFRecords -> step) vs the same step on tensors.
 
 Both runs use the same ``Trainer`` step (backbone forward/backward, ArcFace on the class
-centres, SGD update) and the same batch size; only the input differs:
+centers, SGD update) and the same batch size; only the input differs:
 
 - ``tfrecords``: ``keras_arcface.data.make_dataset`` reading, decoding and augmenting JPEG
   TFRecords in parallel with training (prefetch);

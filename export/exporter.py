@@ -274,10 +274,10 @@ def export_model(
 ):
     """Exports an embedding model to SavedModel, TFLite and ONNX and runs the parity gate.
 
-    Only the embedding model is exported (never the class centres). Every artifact follows
+    Only the embedding model is exported (never the class centers). Every artifact follows
     one contract (docs/export.md): input ``images`` RGB NHWC 112x112, values 0..255 (float32;
     the int8 TFLite takes uint8), preprocessing inside the graph, output ``embeddings``
-    float32 L2-normalised, dynamic batch. ``out_dir`` receives the artifacts,
+    float32 L2-normalized, dynamic batch. ``out_dir`` receives the artifacts,
     ``metadata.json`` (contract, files, sizes, SHA-256) and ``parity_report.json``.
 
     Args:

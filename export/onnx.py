@@ -5,7 +5,7 @@ rather than the TensorFlow graph: Keras compiles grouped convolutions (MobileFac
 into XLA-only nested functions that tf2onnx's graph route cannot inline, while the TFLite
 route turns them into plain ONNX ``Conv`` nodes with ``group``. The graph keeps the contract:
 input ``images`` float32 ``[batch, S, S, 3]`` (dynamic ``batch``), output ``embeddings``
-float32 ``[batch, D]``, L2-normalised, plus metadata properties.
+float32 ``[batch, D]``, L2-normalized, plus metadata properties.
 """
 
 import json

@@ -115,11 +115,11 @@ def test_theta_outside_range_is_rejected():
 
 
 def test_angular_gaps_hand_built():
-    # Three tight classes centred on 0, 120 and 240 degrees, each spanning +-10 degrees.
+    # Three tight classes centered on 0, 120 and 240 degrees, each spanning +-10 degrees.
     angles, labels = [], []
-    for label, centre in enumerate((0.0, 120.0, 240.0)):
+    for label, center in enumerate((0.0, 120.0, 240.0)):
         for offset in (-10.0, -5.0, 0.0, 5.0, 10.0):
-            angles.append(centre + offset)
+            angles.append(center + offset)
             labels.append(label)
     radians = np.radians(angles)
     points = 3.0 * np.stack([np.cos(radians), np.sin(radians)], axis=1)
@@ -287,7 +287,7 @@ def test_paper_table_reduced_command(tmp_path):
 
 def test_objective_sums_head_loss_and_inter_regulariser():
     # NS+Inter on a hand-built batch, against a float64 NumPy computation of
-    # cross-entropy(s * cos) - mean angle between distinct centres / pi.
+    # cross-entropy(s * cos) - mean angle between distinct centers / pi.
     import keras
 
     row = next(r for r in loss_table.ROWS if r.label == "Norm-Softmax+Inter")
@@ -298,13 +298,13 @@ def test_objective_sums_head_loss_and_inter_regulariser():
     value = float(keras.ops.convert_to_numpy(objective(labels, embeddings)))
 
     kernel = np.asarray(objective.head.trainable_weights[0], dtype=np.float64).T  # (D, classes)
-    centres = kernel / np.linalg.norm(kernel, axis=0, keepdims=True)
+    centers = kernel / np.linalg.norm(kernel, axis=0, keepdims=True)
     features = embeddings / np.linalg.norm(embeddings, axis=1, keepdims=True)
-    logits = 16.0 * features @ centres
+    logits = 16.0 * features @ centers
     log_norm = np.log(np.sum(np.exp(logits - logits.max(1, keepdims=True)), 1)) + logits.max(1)
     cross_entropy = np.mean(log_norm - logits[np.arange(5), labels])
     angles = [
-        math.acos(float(np.clip(centres[:, i] @ centres[:, j], -1, 1)))
+        math.acos(float(np.clip(centers[:, i] @ centers[:, j], -1, 1)))
         for i in range(3)
         for j in range(3)
         if i != j

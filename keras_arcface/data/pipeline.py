@@ -2,7 +2,7 @@
 
 ``make_dataset`` reads the shards listed in ``manifest.json`` and yields
 ``(images float32 [B, H, W, 3] RGB 0..255, labels int32 [B])``, the package's pixel
-convention (normalisation happens inside every backbone).
+convention (normalization happens inside every backbone).
 
 Layout of the training pipeline (``training=True``)::
 
@@ -30,7 +30,7 @@ AUTOTUNE = -1
 DEFAULT_SHUFFLE_BUFFER = 8192
 # Slots of the per-element vector of uniforms carried to the batched step.
 _FLIP, _BRIGHT, _CONTRAST, _SAT, _ERASE = 0, 1, 2, 3, 4
-_CROP = 9  # 4 values: y1, x1, y2, x2 (normalised box)
+_CROP = 9  # 4 values: y1, x1, y2, x2 (normalized box)
 _NUM_PARAMS = 13
 # Element counters start at epoch * 2**32: one int64 keys (epoch, index in epoch).
 _EPOCH_STRIDE = 2**32
@@ -187,14 +187,14 @@ def _plan_sharding(files, input_context):
 
 
 def _random_box(tf, uniforms, area_range, aspect_range, image_size):
-    """A random normalised box [y1, x1, y2, x2] of given area and aspect inside [0, 1],
+    """A random normalized box [y1, x1, y2, x2] of given area and aspect inside [0, 1],
     from four uniforms in [0, 1) (scalars or ``[B]`` tensors)."""
     import math
 
     height, width = image_size
     area = area_range[0] + uniforms[0] * (area_range[1] - area_range[0])
     low, high = math.log(aspect_range[0]), math.log(aspect_range[1])
-    aspect = tf.exp(low + uniforms[1] * (high - low)) * (height / width)  # normalised units
+    aspect = tf.exp(low + uniforms[1] * (high - low)) * (height / width)  # normalized units
     box_h = tf.minimum(tf.sqrt(area / aspect), 1.0)
     box_w = tf.minimum(tf.sqrt(area * aspect), 1.0)
     y1 = uniforms[2] * (1.0 - box_h)

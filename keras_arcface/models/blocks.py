@@ -6,7 +6,7 @@ weight import looks layers up by these names).
 
 Conventions that make imported PyTorch weights give the same numbers:
 
-* Batch normalisation uses ``epsilon=1e-5`` and ``momentum=0.9`` (PyTorch's defaults,
+* Batch normalization uses ``epsilon=1e-5`` and ``momentum=0.9`` (PyTorch's defaults,
   ``momentum=0.1`` there counts the other way round).
 * A strided convolution with PyTorch's symmetric ``padding=k // 2`` is an explicit
   ``ZeroPadding2D`` followed by a ``"valid"`` convolution: Keras' ``"same"`` pads only the
@@ -35,7 +35,7 @@ BATCH_NORM_CLASS = keras.layers.BatchNormalization
 
 
 def batch_norm(x, name, scale=True, dtype=None):
-    """Batch normalisation with PyTorch's epsilon and momentum."""
+    """Batch normalization with PyTorch's epsilon and momentum."""
     return BATCH_NORM_CLASS(
         momentum=BN_MOMENTUM, epsilon=BN_EPSILON, scale=scale, name=name, dtype=dtype
     )(x)

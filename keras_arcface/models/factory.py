@@ -23,9 +23,9 @@ def get_backbone(
     """Builds the embedding model of a preset (see ``PRESETS`` / ``list_presets()``).
 
     The model follows the embedding-model contract of ``docs/architecture.md``: one input
-    named ``images`` (float32 RGB, NHWC, values 0..255), the normalisation
+    named ``images`` (float32 RGB, NHWC, values 0..255), the normalization
     ``(x - 127.5) / 127.5`` as its first layer, and one float32 output ``[None, D]``, the
-    raw (not L2-normalised) embedding. Under a ``mixed_float16`` / ``mixed_bfloat16``
+    raw (not L2-normalized) embedding. Under a ``mixed_float16`` / ``mixed_bfloat16``
     global policy the body computes in low precision and the embedding stays float32.
 
     Args:

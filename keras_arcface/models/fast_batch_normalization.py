@@ -1,4 +1,4 @@
-"""FastBatchNormalization: Keras batch normalisation on TensorFlow's fused training kernel."""
+"""FastBatchNormalization: Keras batch normalization on TensorFlow's fused training kernel."""
 
 import keras
 
@@ -7,7 +7,7 @@ import keras
 class FastBatchNormalization(keras.layers.BatchNormalization):
     """``keras.layers.BatchNormalization`` that trains with TensorFlow's fused kernel.
 
-    Keras 3 computes batch statistics and the normalisation as separate ops and lets
+    Keras 3 computes batch statistics and the normalization as separate ops and lets
     autodiff build the backward pass. Under the TensorFlow backend this layer uses
     ``FusedBatchNormV3`` for channels-last training steps instead. It cuts BN time in a
     conv + BN microbenchmark, but on this 2-core CPU a whole iResNet-50 training step ran

@@ -1,8 +1,8 @@
 """Embedding heads: the paper's "E" head and MobileFaceNet's GDC head.
 
 Both heads take the last feature map ``[B, H, W, C]`` of a backbone and return the raw
-(not L2-normalised) embedding ``[B, embedding_dim]``. The fully connected layer and the
-final batch normalisation always compute in float32 (as the reference casts to float32
+(not L2-normalized) embedding ``[B, embedding_dim]``. The fully connected layer and the
+final batch normalization always compute in float32 (as the reference casts to float32
 before its ``fc``), so under a mixed policy the embedding is float32.
 """
 
@@ -23,8 +23,8 @@ def validate_head(head):
 def embedding_head_e(x, embedding_dim, dropout=0.0, name="head"):
     """The paper's "E" head: BN -> Dropout -> Flatten -> FC(embedding_dim) -> BN.
 
-    The last batch normalisation has no learnable scale (its gamma is fixed at 1.0, as in
-    the reference implementations), so it only centres and whitens the embedding.
+    The last batch normalization has no learnable scale (its gamma is fixed at 1.0, as in
+    the reference implementations), so it only centers and whitens the embedding.
 
     Args:
         x: feature map ``[B, H, W, C]``.
@@ -118,7 +118,7 @@ def validate_input_shape(input_shape):
 def build_embedding_model(
     features_fn, *, head, embedding_dim, dropout, input_shape, name, name_prefix=""
 ):
-    """Assembles input -> pixel normalisation -> ``features_fn`` -> head -> embedding model.
+    """Assembles input -> pixel normalization -> ``features_fn`` -> head -> embedding model.
 
     This is the one place where the embedding-model contract of ``docs/architecture.md``
     is implemented: one float32 input named ``images`` (RGB, NHWC, 0..255), the scaling

@@ -53,10 +53,10 @@ def ibasic_block(x, filters, strides, name):
 
 
 def iresnet_features(x, depths, widths, stem_channels=64, stem_stride=1, strides=None, prefix=""):
-    """The iResNet body: stem and stages, from normalised pixels to the last feature map.
+    """The iResNet body: stem and stages, from normalized pixels to the last feature map.
 
     Args:
-        x: normalised images ``[B, H, W, 3]``.
+        x: normalized images ``[B, H, W, 3]``.
         depths: blocks per stage, e.g. ``(3, 4, 14, 3)`` for iResNet-50.
         widths: channels per stage, e.g. ``(64, 128, 256, 512)``.
         stem_channels: channels of the stem convolution. Default 64.

@@ -53,10 +53,10 @@ def bottleneck_block(x, filters, expansion, strides, name):
 
 
 def mobilefacenet_features(x, stem_channels, stem_groups, stages, sep_channels=512, prefix=""):
-    """The MobileFaceNet body, from normalised pixels to the ``sep_channels`` feature map.
+    """The MobileFaceNet body, from normalized pixels to the ``sep_channels`` feature map.
 
     Args:
-        x: normalised images ``[B, H, W, 3]``.
+        x: normalized images ``[B, H, W, 3]``.
         stem_channels: channels of the two stem convolutions.
         stem_groups: groups of the second stem convolution (64 in both references).
         stages: list of ``(channels, down_expansion, num_residual, residual_expansion)``.

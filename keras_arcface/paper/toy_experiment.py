@@ -86,7 +86,7 @@ def angular_gaps(embeddings, labels, quantile=0.01):
     (negative when the arcs overlap).
 
     Args:
-        embeddings: ``[N, 2]`` features (not necessarily normalised).
+        embeddings: ``[N, 2]`` features (not necessarily normalized).
         labels: ``[N]`` integer labels.
         quantile: fraction of samples ignored at each edge of an arc (0 = all samples).
 
@@ -110,29 +110,29 @@ def angular_gaps(embeddings, labels, quantile=0.01):
         )
     phi = np.arctan2(embeddings[:, 1], embeddings[:, 0])
     classes = np.unique(labels)
-    centres, lows, highs = [], [], []
+    centers, lows, highs = [], [], []
     for c in classes:
         angles = phi[labels == c]
         mean = math.atan2(np.mean(np.sin(angles)), np.mean(np.cos(angles)))
         low, high = np.quantile(_wrap(angles - mean), [quantile, 1.0 - quantile])
-        centre = float(np.mod(mean, 2.0 * np.pi))
-        centres.append(0.0 if centre > 2.0 * np.pi - 1e-9 else centre)  # -0 is 0, not 2 pi
+        center = float(np.mod(mean, 2.0 * np.pi))
+        centers.append(0.0 if center > 2.0 * np.pi - 1e-9 else center)  # -0 is 0, not 2 pi
         lows.append(low)
         highs.append(high)
-    order = np.argsort(centres)
-    # Centres in increasing order on [0, 2 pi); the last neighbour is the first plus 2 pi.
+    order = np.argsort(centers)
+    # Centers in increasing order on [0, 2 pi); the last neighbour is the first plus 2 pi.
     gaps = []
     for position, index in enumerate(order):
         following = order[(position + 1) % len(order)]
         turn = 2.0 * np.pi if position == len(order) - 1 else 0.0
-        start_next = centres[following] + turn + lows[following]
-        gaps.append(start_next - (centres[index] + highs[index]))
-    starts = [centres[i] + lows[i] for i in range(len(classes))]
-    ends = [centres[i] + highs[i] for i in range(len(classes))]
+        start_next = centers[following] + turn + lows[following]
+        gaps.append(start_next - (centers[index] + highs[index]))
+    starts = [centers[i] + lows[i] for i in range(len(classes))]
+    ends = [centers[i] + highs[i] for i in range(len(classes))]
     gaps_deg = [round(float(np.degrees(g)), 2) for g in gaps]
     return {
         "order": [int(classes[i]) for i in order],
-        "centres_deg": [round(float(np.degrees(centres[i])), 2) for i in order],
+        "centres_deg": [round(float(np.degrees(centers[i])), 2) for i in order],
         "arcs_deg": [
             [round(float(np.degrees(starts[i])), 2), round(float(np.degrees(ends[i])), 2)]
             for i in order
@@ -164,14 +164,14 @@ def toy_difficulty(nuisance):
     }
 
 
-def _centre_directions(head):
-    """Unit class-centre directions ``[num_classes, 2]`` from a head's kernel."""
+def _center_directions(head):
+    """Unit class-center directions ``[num_classes, 2]`` from a head's kernel."""
     from keras_arcface import layers
 
     kernel = np.asarray(head.trainable_weights[0], dtype=np.float64)
-    # NormDense holds one centre per row; a Dense kernel is (D, num_classes).
-    centres = kernel if isinstance(head, layers.NormDense) else kernel.T
-    return l2_normalize(centres, axis=1)
+    # NormDense holds one center per row; a Dense kernel is (D, num_classes).
+    centers = kernel if isinstance(head, layers.NormDense) else kernel.T
+    return l2_normalize(centers, axis=1)
 
 
 def _phases(kind, config):
@@ -232,7 +232,7 @@ def run_toy_experiment(config=None, progress=True, rendered=None):
 
     Returns:
         ``{"Softmax": result, "ArcFace": result}``; each result holds ``embeddings``
-        (unit 2-D features), ``labels``, ``centres`` (unit class directions),
+        (unit 2-D features), ``labels``, ``centers`` (unit class directions),
         ``gaps`` (from `angular_gaps`), ``train_accuracy``, ``train_seconds`` and
         ``final_loss``.
 
@@ -264,15 +264,15 @@ def run_toy_experiment(config=None, progress=True, rendered=None):
             progress=False,
         )
         unit = l2_normalize(features, axis=1)
-        centres = _centre_directions(head)
+        centers = _center_directions(head)
         if kind == "softmax":  # a Dense head decides on raw features (norms and biases count)
             scores = np.asarray(head(features.astype(np.float32)))
         else:
-            scores = unit @ centres.T
+            scores = unit @ centers.T
         results[label] = {
             "embeddings": unit,
             "labels": labels,
-            "centres": centres,
+            "centers": centers,
             "gaps": angular_gaps(unit, labels, quantile=config.quantile),
             "train_accuracy": float(np.mean(np.argmax(scores, axis=1) == labels)),
             "train_seconds": round(seconds, 1),
@@ -284,7 +284,7 @@ def run_toy_experiment(config=None, progress=True, rendered=None):
 def plot_toy_experiment(path, results, max_points_per_class=400, seed=0):
     """Draws the toy features on the unit circle, Softmax beside ArcFace.
 
-    Dots are samples (normalised features), lines the class-centre directions, and the
+    Dots are samples (normalized features), lines the class-center directions, and the
     shaded wedges the measured gaps between neighbouring classes (labelled in degrees;
     a red wedge marks an overlap).
 
@@ -312,8 +312,8 @@ def plot_toy_experiment(path, results, max_points_per_class=400, seed=0):
                 alpha=0.4,
                 color=colours(int(c) % 10),
             )
-        for c, centre in enumerate(result["centres"]):
-            axis.plot([0, 1.25 * centre[0]], [0, 1.25 * centre[1]], color=colours(c % 10), lw=1.4)
+        for c, center in enumerate(result["centers"]):
+            axis.plot([0, 1.25 * center[0]], [0, 1.25 * center[1]], color=colours(c % 10), lw=1.4)
         _draw_gaps(axis, gaps)
         axis.add_patch(plt.Circle((0, 0), 1.0, fill=False, color="0.6", lw=0.8))
         axis.set_xlim(-1.5, 1.5)

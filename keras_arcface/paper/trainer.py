@@ -12,7 +12,7 @@ Training runs through the package's one engine: the optimiser comes from
 step is ``keras_arcface.training.engine.make_train_step``, the step
 ``keras_arcface.training.Trainer`` is built on. What is specific here is only the
 in-memory P x K batching and the `Objective` (a head and loss terms instead of the
-trainer's class-centre head).
+trainer's class-center head).
 """
 
 import dataclasses
@@ -78,7 +78,7 @@ class Objective:
 
     The total is the sum of the terms (each with weight 1, as in the paper's
     combinations) plus any regularisation losses the head's layers
-    registered (``head.losses``, e.g. an inter-class regulariser on the centres).
+    registered (``head.losses``, e.g. an inter-class regulariser on the centers).
     """
 
     def __init__(self, head=None, head_losses=(), embedding_losses=()):
