@@ -17,12 +17,13 @@ def tiny_backbone(batch_norm=True, dim=16):
 
     images = keras.Input((IMAGE_SIZE, IMAGE_SIZE, 3), name="images")
     x = keras.layers.Rescaling(1 / 127.5, offset=-1.0)(images)
-    x = keras.layers.Conv2D(8, 3, strides=2, use_bias=not batch_norm)(x)
+    # Fixed layer names, like the real backbones (init_from matches layers by name).
+    x = keras.layers.Conv2D(8, 3, strides=2, use_bias=not batch_norm, name="conv")(x)
     if batch_norm:
-        x = keras.layers.BatchNormalization()(x)
+        x = keras.layers.BatchNormalization(name="bn")(x)
     x = keras.layers.Activation("relu")(x)
     x = keras.layers.GlobalAveragePooling2D()(x)
-    x = keras.layers.Dense(dim, dtype="float32")(x)
+    x = keras.layers.Dense(dim, dtype="float32", name="fc")(x)
     return keras.Model(images, x, name="tiny")
 
 

@@ -74,11 +74,20 @@ class ModelConfig:
         backbone: preset name for ``keras_arcface.models.get_backbone``. Default ``"r50"``.
         embedding_dim: embedding size. Default 512 (the paper's).
         backbone_kwargs: extra keyword arguments for ``get_backbone``. Default ``{}``.
+        init_from: start from these backbone weights (fine-tuning): a ``.keras`` embedding
+            model, a run folder (its ``embedding_best.keras``, else ``embedding_latest``),
+            or an InsightFace ``.onnx`` / ``.pth`` (``.pth`` of ``model.backbone``'s
+            architecture). Every layer must match by name and shape. Default ``""`` (none).
+        init_centers: ``"random"`` class centres, or ``"class_mean"``: each centre is the
+            normalized mean embedding of its class under the ``init_from`` weights.
+            Default ``"random"``.
     """
 
     backbone: str = "r50"
     embedding_dim: int = 512
     backbone_kwargs: dict = field(default_factory=dict)
+    init_from: str = ""
+    init_centers: str = "random"
 
 
 @dataclass
@@ -94,12 +103,16 @@ class LossConfig:
             Default None.
         scale: the feature scale ``s``. Default 64.0 (the paper's).
         loss_kwargs: extra keyword arguments for the loss. Default ``{}``.
+        margin_warmup_steps: blend the margin in linearly over this many first steps
+            (target logit ``s * (c + r * (f_m(c) - c))``, ``r`` from 0 to 1), so a small head
+            can first separate the classes. Default 0 (full margin from the start).
     """
 
     name: str = "arcface"
     margin: float | None = None
     scale: float = 64.0
     loss_kwargs: dict = field(default_factory=dict)
+    margin_warmup_steps: int = 0
 
 
 @dataclass
@@ -133,6 +146,9 @@ class OptimizerConfig:
         beta_2: AdamW second-moment decay. Default 0.999.
         epsilon: AdamW epsilon. Default 1e-8.
         clipnorm: clip each replica's gradient to this global norm; 0 disables. Default 0.
+        backbone_lr_multiplier: the backbone's learning rate is the schedule's times this
+            (the class centres always get the full rate); below 1 when fine-tuning.
+            Default 1.0.
     """
 
     name: str = "sgd"
@@ -146,6 +162,7 @@ class OptimizerConfig:
     beta_2: float = 0.999
     epsilon: float = 1e-8
     clipnorm: float = 0.0
+    backbone_lr_multiplier: float = 1.0
 
 
 @dataclass
@@ -164,6 +181,8 @@ class ScheduleConfig:
         decay_steps: step-decay points in steps; overrides ``decay_epochs``. Default ``[]``.
         decay_factor: multiplier at each step-decay point. Default 0.1.
         end_learning_rate: learning rate at the end of polynomial/cosine decay. Default 0.
+        head_warmup_steps: train only the class centres for this many first steps: the
+            backbone is frozen, batch-norm statistics included (fine-tuning). Default 0.
     """
 
     name: str = "polynomial"
@@ -176,6 +195,7 @@ class ScheduleConfig:
     decay_steps: list[int] = field(default_factory=list)
     decay_factor: float = 0.1
     end_learning_rate: float = 0.0
+    head_warmup_steps: int = 0
 
 
 @dataclass
@@ -216,12 +236,16 @@ class EvaluationConfig:
         every_steps: verify every this many steps; 0 verifies only at the end. Default 2000.
         flip: fuse the embedding of the horizontally flipped image. Default True.
         batch_size: images per embedding batch. Default 128.
+        early_stopping_patience: stop when the mean verification accuracy has not improved
+            for this many verifications in a row (``embedding_best.keras`` keeps the best).
+            Default 0 (never stop early).
     """
 
     bins: list[str] = field(default_factory=list)
     every_steps: int = 2000
     flip: bool = True
     batch_size: int = 128
+    early_stopping_patience: int = 0
 
 
 @dataclass
@@ -303,6 +327,7 @@ CHOICES = {
     "optimizer.weight_decay_mode": ("coupled", "decoupled"),
     "schedule.name": ("polynomial", "step", "cosine", "constant"),
     "distribution.strategy": ("auto", "default", "mirrored", "multi_worker"),
+    "model.init_centers": ("random", "class_mean"),
 }
 
 
@@ -586,6 +611,7 @@ def validate(config):
         "optimizer.weight_decay_mode": config.optimizer.weight_decay_mode,
         "schedule.name": config.schedule.name,
         "distribution.strategy": config.distribution.strategy,
+        "model.init_centers": config.model.init_centers,
     }
     for key, value in flat.items():
         if value not in CHOICES[key]:
@@ -610,6 +636,7 @@ def validate(config):
     _check_positive("logging.every_steps", config.logging.every_steps)
     _check_positive("evaluation.every_steps", config.evaluation.every_steps, allow_zero=True)
     _check_positive("schedule.total_steps", config.schedule.total_steps, allow_zero=True)
+    _check_fine_tuning(config)
     if config.schedule.total_steps == 0:
         _check_positive("schedule.epochs", config.schedule.epochs)
     if config.schedule.name == "step" and not (
@@ -620,6 +647,19 @@ def validate(config):
             "Received: schedule.decay_steps=[]"
         )
     return config
+
+
+def _check_fine_tuning(config):
+    _check_positive("optimizer.backbone_lr_multiplier", config.optimizer.backbone_lr_multiplier)
+    _check_positive("schedule.head_warmup_steps", config.schedule.head_warmup_steps, True)
+    _check_positive("loss.margin_warmup_steps", config.loss.margin_warmup_steps, True)
+    patience = config.evaluation.early_stopping_patience
+    _check_positive("evaluation.early_stopping_patience", patience, allow_zero=True)
+    if config.model.init_centers == "class_mean" and not config.model.init_from:
+        raise ConfigError(
+            "Class-mean centres need trained weights to embed with: set model.init_from. "
+            "Received: model.init_centers='class_mean'"
+        )
 
 
 def resolve(config, num_replicas=1, num_classes=None, num_images=None):

@@ -45,7 +45,7 @@ import keras
 import tensorflow as tf
 
 from keras_arcface.layers.partial_fc import PartialFC, intra_angle_of
-from keras_arcface.training import callbacks, checkpointing, engine, schedules
+from keras_arcface.training import callbacks, checkpointing, engine, finetune, schedules
 from keras_arcface.training import config as config_lib
 from keras_arcface.training.optimizers import (
     CenterOptimizer,
@@ -71,6 +71,7 @@ class TrainResult:
         best_accuracy: best mean verification accuracy (None without verification).
         seconds: wall time of ``fit``.
         images_per_second: training throughput over the whole fit.
+        stopped_early: early stopping ended the run before ``total_steps``.
     """
 
     run_dir: str
@@ -80,6 +81,7 @@ class TrainResult:
     best_accuracy: float | None
     seconds: float
     images_per_second: float
+    stopped_early: bool = False
 
 
 def build_loss(loss_config):
@@ -182,11 +184,6 @@ class Trainer:
                 "The run folder already holds checkpoints: pass resume=True (--resume) to "
                 f"continue it, or choose another folder. Received: run_dir={self.run_dir!r}"
             )
-        os.makedirs(self.run_dir, exist_ok=True)
-        if self.is_chief:
-            config_lib.save_resolved(
-                config, self.derived, os.path.join(self.run_dir, "config.yaml")
-            )
         self.loss = build_loss(config.loss)
         self._build_state(backbone_fn or default_backbone_fn(config.model))
         self.checkpointer = checkpointing.Checkpointer(
@@ -196,6 +193,9 @@ class Trainer:
             max_to_keep=config.checkpoint.max_to_keep,
         )
         self.restored_from = self.checkpointer.restore_latest() if resume else None
+        self._embed = None
+        if self.restored_from is None and config.model.init_from:
+            self._init_from(config.model)
         bins = config.evaluation.bins if verification_sets is None else verification_sets
         self.verifier = (
             callbacks.VerificationMonitor(
@@ -204,8 +204,19 @@ class Trainer:
             if bins and self.is_chief
             else None
         )
+        self._check_early_stopping(bool(bins))
+        # Written once the weights are in place: a failed init_from leaves no run folder.
+        os.makedirs(self.run_dir, exist_ok=True)
+        if self.is_chief:
+            config_lib.save_resolved(
+                config, self.derived, os.path.join(self.run_dir, "config.yaml")
+            )
+        self._stale_verifications = 0
         self._train_step = self._make_train_step()
-        self._embed = None
+        # Head warm-up: the backbone frozen, batch-norm statistics included.
+        self._head_step = (
+            self._make_train_step(frozen=True) if config.schedule.head_warmup_steps else None
+        )
 
     # ----------------------------------------------------------------------------- set-up
     def _manifest_counts(self):
@@ -231,13 +242,13 @@ class Trainer:
                     dim,
                     sample_rate=cfg.partial_fc.sample_rate,
                     seed=cfg.seed,
-                    logits_fn=self.loss.logits,
+                    logits_fn=self._logits_fn(),
                     name="partial_fc",
                 )
                 self.head.build((None, dim))
                 self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
                 self.schedule = schedules.from_config(cfg, derived)
-                self.optimizer = build_optimizer(cfg, self.current_learning_rate)
+                self.optimizer = build_optimizer(cfg, self._backbone_learning_rate)
                 self.optimizer.build(self.backbone.trainable_variables)
                 self.center_optimizer = CenterOptimizer.from_config(self.head.centers, cfg)
         finally:
@@ -265,6 +276,43 @@ class Trainer:
         """The learning rate at the current global step."""
         return self.schedule(self.step)
 
+    def _backbone_learning_rate(self):
+        multiplier = self.config.optimizer.backbone_lr_multiplier
+        rate = self.current_learning_rate()
+        return rate if multiplier == 1.0 else rate * multiplier
+
+    def _logits_fn(self):
+        warmup = self.config.loss.margin_warmup_steps
+        if not warmup:
+            return self.loss.logits
+        return finetune.margin_warmup(self.loss.logits, self.loss.scale, lambda: self.step, warmup)
+
+    def _init_from(self, model_config):
+        """Loads ``model.init_from`` into the backbone (and maybe the centres); logs it."""
+        source, kind, file = finetune.load_init_model(model_config.init_from, model_config.backbone)
+        copied = finetune.copy_backbone_weights(source, self.backbone, model_config.init_from)
+        report = {"init_from": model_config.init_from, "kind": kind, "file": file}
+        report.update(tensors_copied=copied, init_centers=model_config.init_centers)
+        if model_config.init_centers == "class_mean":
+            centers, counts = finetune.class_mean_centers(
+                self.embed, self._class_mean_batches(), self.head.centers.numpy()
+            )
+            self.head.centers.assign(centers)
+            report.update(classes_seen=int((counts > 0).sum()), images_embedded=int(counts.sum()))
+        if self.is_chief:
+            finetune.write_report(self.run_dir, report)
+        self.init_report = report
+
+    def _class_mean_batches(self):
+        """One pass over the training data, without augmentation where the data allows."""
+        batch = self.derived.global_batch_size
+        if self._dataset_fn == self._tfrecord_dataset:
+            from keras_arcface.data import make_dataset
+
+            return make_dataset(self.config.data.train_dir, batch, training=False)
+        dataset = self._dataset_fn(tf.distribute.InputContext(), 0, 0, batch)
+        return dataset.take(self.derived.steps_per_epoch)
+
     def _tfrecord_dataset(self, input_context, epoch, skip_batches, batch_size):
         from keras_arcface.data import make_dataset
 
@@ -290,21 +338,26 @@ class Trainer:
         return self.strategy.distribute_datasets_from_function(fn)
 
     # ------------------------------------------------------------------------------ step
-    def _make_train_step(self):
+    def _make_train_step(self, frozen=False):
+        """The training step; ``frozen`` trains the class centres only (head warm-up)."""
         cfg, derived = self.config, self.derived
         num_replicas = float(self.strategy.num_replicas_in_sync)
         global_batch = float(derived.global_batch_size)
         coupled_wd = (
             cfg.optimizer.weight_decay if cfg.optimizer.weight_decay_mode == "coupled" else 0
         )
-        backbone_vars = self.backbone.trainable_variables
+        # Frozen: no backbone variable is updated and batch norm runs in inference mode, so
+        # its moving statistics stay as loaded.
+        backbone_vars = [] if frozen else self.backbone.trainable_variables
         intra_weight = float(getattr(self.loss, "intra_weight", 0.0) or 0.0)
 
         def loss_fn(images, labels):
             ctx = tf.distribute.get_replica_context()
             labels = tf.cast(tf.reshape(labels, [-1]), tf.int32)
             global_labels = ctx.all_gather(labels, axis=0) if num_replicas > 1 else labels
-            embeddings = self.backbone(images, training=True)
+            embeddings = self.backbone(images, training=not frozen)
+            if frozen:
+                embeddings = tf.stop_gradient(embeddings)
             per_example, target_cosine = self.head.per_example_loss(
                 embeddings,
                 labels,
@@ -327,7 +380,7 @@ class Trainer:
             self.optimizer,
             backbone_vars,
             extra=[(self.head.centers, apply_centers)],
-            statistics=self.backbone.non_trainable_variables,
+            statistics=[] if frozen else self.backbone.non_trainable_variables,
             clipnorm=cfg.optimizer.clipnorm,
             counter=self.step,
         )
@@ -383,7 +436,9 @@ class Trainer:
                 iterator = iter(self._distributed_dataset(epoch, offset))
                 last = min(derived.steps_per_epoch - offset, end - step)
                 for _ in range(last):
-                    loss = float(self._train_step(iterator)[0])
+                    head_only = step < cfg.schedule.head_warmup_steps
+                    train_step = self._head_step if head_only else self._train_step
+                    loss = float(train_step(iterator)[0])
                     step += 1
                     if not math.isfinite(loss):
                         raise NonFiniteLossError(
@@ -424,8 +479,12 @@ class Trainer:
                             if verify_now:
                                 post["acc"] = f"{scores['verify/mean_accuracy']:.4f}"
                             bar.set_postfix(post)
+                    if verify_now and self._should_stop_early():
+                        end = step
                     if step % cfg.checkpoint.every_steps == 0 or step == end:
                         self._save(step)
+                    if step == end:
+                        break
         finally:
             if bar is not None:
                 bar.close()
@@ -447,7 +506,25 @@ class Trainer:
             best_accuracy=self.verifier.best if self.verifier and self.verifier.best >= 0 else None,
             seconds=seconds,
             images_per_second=done / max(seconds, 1e-9),
+            stopped_early=step < derived.total_steps and until is None,
         )
+
+    def _check_early_stopping(self, has_bins):
+        patience = self.config.evaluation.early_stopping_patience
+        if patience and not has_bins:
+            raise ValueError(
+                "Early stopping needs a verification set: set evaluation.bins. "
+                f"Received: evaluation.early_stopping_patience={patience}"
+            )
+        if patience and self.num_workers > 1:
+            raise ValueError(
+                "Early stopping is decided by the chief's verification and is not available "
+                f"with several workers. Received: evaluation.early_stopping_patience={patience}"
+            )
+
+    def _should_stop_early(self):
+        patience = self.config.evaluation.early_stopping_patience
+        return bool(patience) and self._stale_verifications >= patience
 
     @tf.function
     def _weights_finite(self):
@@ -456,7 +533,9 @@ class Trainer:
 
     def _verify(self):
         scores = self.verifier(self.embed)
-        if self.verifier.is_best(scores):
+        improved = self.verifier.is_best(scores)
+        self._stale_verifications = 0 if improved else self._stale_verifications + 1
+        if improved:
             checkpointing.save_model_atomic(
                 self.backbone, os.path.join(self.run_dir, "embedding_best.keras")
             )

@@ -97,3 +97,29 @@ def convert_onnx(path, output):
     model = load_insightface_onnx(path)
     save_model_atomically(model, output)
     return model
+
+
+def load_keras_embedding_model(path):
+    """Loads a ``.keras`` embedding model (or a task model's embedding part) for reuse.
+
+    Raises:
+        ValueError: the file is not a loadable ``.keras`` model with one embedding output.
+    """
+    import keras
+
+    import keras_arcface.layers  # noqa: F401  (registers the serializable classes)
+    import keras_arcface.models  # noqa: F401
+
+    try:
+        model = keras.saving.load_model(path, compile=False)
+    except Exception as error:  # zip, JSON or deserialization errors, depending on damage
+        raise ValueError(
+            "Could not load the file as a .keras model (truncated, or saved by something "
+            f"else?). Received: path={str(path)!r} ({type(error).__name__}: {str(error)[:200]})"
+        ) from error
+    model = getattr(model, "embedding_model", model)
+    if not isinstance(model, keras.Model) or len(model.outputs) != 1:
+        raise ValueError(
+            f"Expected an embedding model with one output [None, D]. Received: path={str(path)!r}"
+        )
+    return model
