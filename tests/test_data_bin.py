@@ -209,3 +209,56 @@ def test_sixteen_bit_images_are_scaled_in_bin_writing_and_reading(tmp_path):
     with open(tmp_path / "entry16.bin", "wb") as handle:
         pickle.dump(([buffer.getvalue()] * 2, [True]), handle, protocol=4)
     assert load_bin(tmp_path / "entry16.bin").images.max() == 254
+
+
+class _Allocates:
+    """Pickles as a call of an allowed numpy global asking for a huge array."""
+
+    def __init__(self, call, args):
+        self.call, self.args = call, args
+
+    def __reduce__(self):
+        return self.call, self.args
+
+
+def test_array_sizes_are_capped_to_what_the_file_can_hold(tmp_path):
+    # Issue 16, item 6: numpy.ndarray((N,), dtype) from a 17 KB file allocated N bytes.
+    import tracemalloc
+
+    reconstruct = np.ndarray.__reduce__(np.zeros(1))[0]  # numpy's own _reconstruct
+    cases = {
+        "ndarray": _Allocates(np.ndarray, ((3_000_000_000,), np.dtype(np.uint8))),
+        "reconstruct": _Allocates(reconstruct, (np.ndarray, (10**9,), b"b")),
+    }
+    for name, entry in cases.items():
+        path = tmp_path / f"{name}.bin"
+        path.write_bytes(pickle.dumps(([entry, entry], [True]), protocol=4))
+        assert path.stat().st_size < 17_000
+        tracemalloc.start()
+        try:
+            with pytest.raises(UnsafePickleError, match=r"asks for an array of \d+ bytes"):
+                load_bin(path)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert peak < 50 * 2**20, name
+    # Real arrays (OpenCV-style entries) still load: they hold their own bytes.
+    encoded = np.frombuffer(encode(noise_image(0), "PNG"), np.uint8).reshape(-1, 1)
+    (tmp_path / "ok.bin").write_bytes(pickle.dumps(([encoded, encoded], [True]), protocol=2))
+    assert load_bin(tmp_path / "ok.bin").images.shape == (2, 112, 112, 3)
+
+
+def test_issame_must_hold_booleans_and_at_least_one_pair(tmp_path):
+    # Issue 16, item 7: "False" strings made every pair genuine (bool("False") is True).
+    images = [encode(noise_image(k), "PNG") for k in range(4)]
+    (tmp_path / "strings.bin").write_bytes(pickle.dumps((images, ["False", "True"])))
+    with pytest.raises(DataError, match=r"strings.bin: issame\[0\] is 'False' \(str\)"):
+        load_bin(tmp_path / "strings.bin")
+    with pytest.raises(DataError, match=r"issame\[1\] is 'yes'"):
+        write_bin(tmp_path / "out.bin", images, [True, "yes"])
+    assert not (tmp_path / "out.bin").exists()
+    (tmp_path / "bits.bin").write_bytes(pickle.dumps((images, [0, 1])))
+    assert load_bin(tmp_path / "bits.bin").issame.tolist() == [False, True]
+    (tmp_path / "empty.bin").write_bytes(pickle.dumps(([], [])))
+    with pytest.raises(DataError, match="empty.bin holds no pairs"):
+        load_bin(tmp_path / "empty.bin")

@@ -57,20 +57,73 @@ _ALLOWED_NUMPY = {
 }
 
 
+def _check_array_size(shape, dtype, limit, what):
+    """Refuses an array the pickle asks numpy to allocate if the file could not hold it."""
+    try:
+        dims = shape if isinstance(shape, (tuple, list)) else (shape,)
+        count = 1
+        for size in dims:
+            count *= int(size)
+        wanted = count * np.dtype(dtype).itemsize
+    except (TypeError, ValueError) as error:
+        raise UnsafePickleError(f"{what} of shape {shape!r}, dtype {dtype!r}: {error}") from None
+    if limit is not None and wanted > limit:
+        raise UnsafePickleError(
+            f"{what} asks for an array of {wanted} bytes, more than the {limit}-byte file can "
+            "hold: the .bin is damaged or crafted to exhaust memory."
+        )
+
+
 class RestrictedUnpickler(pickle.Unpickler):
     """An unpickler that only knows numpy arrays, dtypes, bytes and plain containers.
 
     Any other global (``os.system``, ``builtins.eval``, ``subprocess.Popen``, ...) raises
     :class:`~keras_arcface.data.errors.UnsafePickleError` naming it, before it is called.
+    Arrays the pickle asks numpy to allocate (``numpy.ndarray(shape, dtype)``,
+    ``_reconstruct``) may not be larger than ``max_bytes`` (the file's own size in
+    :func:`restricted_loads`): a 17 KB file cannot ask for gigabytes.
+
+    Args:
+        file: the open binary file.
+        max_bytes: the largest array it may allocate; ``None`` for no limit.
+        **kwargs: passed to ``pickle.Unpickler`` (``encoding``).
 
     Example:
         >>> RestrictedUnpickler(io.BytesIO(pickle.dumps([b"x"]))).load()
         [b'x']
     """
 
+    def __init__(self, file, *, max_bytes=None, **kwargs):
+        super().__init__(file, **kwargs)
+        limit = max_bytes
+
+        class BoundedArray(np.ndarray):
+            # Stands for numpy.ndarray: calling it allocates (checked); as the subtype
+            # argument of _reconstruct it means a plain ndarray.
+            def __new__(cls, shape, dtype=float, *args, **kwargs):
+                _check_array_size(shape, dtype, limit, "numpy.ndarray")
+                return np.ndarray.__new__(np.ndarray, shape, dtype, *args, **kwargs)
+
+        self._array_type = BoundedArray
+        self._limit = limit
+
+    def _reconstruct(self, reconstruct, what):
+        def build(subtype, shape, dtype, *args):
+            if subtype not in (self._array_type, np.ndarray):
+                raise UnsafePickleError(f"{what} of {subtype!r}: only numpy.ndarray is allowed")
+            _check_array_size(shape, dtype, self._limit, what)
+            return reconstruct(np.ndarray, shape, dtype, *args)
+
+        return build
+
     def find_class(self, module, name):
+        if (module, name) == ("numpy", "ndarray"):
+            return self._array_type
         if (module, name) in _ALLOWED_NUMPY:
-            return _numpy_global(module, name)
+            found = _numpy_global(module, name)
+            if name == "_reconstruct":
+                return self._reconstruct(found, f"{module}.{name}")
+            return found
         if (module, name) == ("_codecs", "encode"):
             return _latin1_encode
         raise UnsafePickleError(
@@ -87,7 +140,7 @@ def restricted_loads(data):
         >>> restricted_loads(pickle.dumps(([b"a", b"b"], [True])))
         ([b'a', b'b'], [True])
     """
-    return RestrictedUnpickler(io.BytesIO(data), encoding="bytes").load()
+    return RestrictedUnpickler(io.BytesIO(data), max_bytes=len(data), encoding="bytes").load()
 
 
 @dataclasses.dataclass
@@ -158,6 +211,23 @@ def decode_image(encoded, image_size=None, source=""):
     return array
 
 
+def _issame_array(values, where):
+    """The pair labels as a bool array; anything but booleans (or 0/1) is refused."""
+    try:
+        values = list(values)
+    except TypeError:
+        raise DataError(f"{where}: issame must be a list of booleans.") from None
+    for index, value in enumerate(values):
+        is_bool = isinstance(value, (bool, np.bool_))
+        is_bit = isinstance(value, (int, np.integer)) and value in (0, 1)
+        if not (is_bool or is_bit):
+            raise DataError(
+                f"{where}: issame[{index}] is {value!r} ({type(value).__name__}); pair labels "
+                "must be booleans (bool('False') would be True, so strings are refused)."
+            )
+    return np.asarray([bool(value) for value in values], dtype=bool)
+
+
 def load_bin(path, image_size=(112, 112), num_workers=None):
     """Reads an InsightFace ``.bin`` verification set safely.
 
@@ -193,7 +263,12 @@ def load_bin(path, image_size=(112, 112), num_workers=None):
     if not (isinstance(content, (tuple, list)) and len(content) == 2):
         raise DataError(f"{path}: expected a pickled (bins, issame_list) pair.")
     bins, issame = content
-    issame = np.asarray([bool(value) for value in issame], dtype=bool)
+    issame = _issame_array(issame, path)
+    if not len(issame):
+        raise DataError(
+            f"{path} holds no pairs (an empty issame list): nothing to verify. Rebuild it "
+            "with `keras-arcface convert bin`."
+        )
     if len(bins) != 2 * len(issame):
         raise DataError(
             f"{path}: {len(bins)} images for {len(issame)} pairs; expected twice as many images."
@@ -209,9 +284,7 @@ def load_bin(path, image_size=(112, 112), num_workers=None):
         )
     if images and len({image.shape for image in images}) > 1:
         raise DataError(f"{path}: images of different sizes; pass image_size to check them.")
-    stacked = (
-        np.stack(images) if images else np.zeros((0, *(image_size or (112, 112)), 3), np.uint8)
-    )
+    stacked = np.stack(images)  # at least one pair, checked above
     name = os.path.splitext(os.path.basename(path))[0]
     return VerificationSet(images=stacked, issame=issame, name=name)
 
@@ -262,7 +335,7 @@ def write_bin(
         raise ValueError(
             f"`entry_type` must be 'bytes' or 'ndarray'. Received: entry_type={entry_type!r}"
         )
-    issame = [bool(value) for value in issame]
+    issame = _issame_array(issame, "write_bin").tolist()
     if len(images_or_encoded) != 2 * len(issame):
         raise ValueError(
             f"Expected 2 images per pair ({2 * len(issame)} for {len(issame)} pairs). "
