@@ -48,3 +48,20 @@ def bad_item(reason, item, detail=""):
     """
     message = f"{reason}: {item}" + (f" ({detail})" if detail else "")
     return DataError(message, reason=reason, item=item, detail=detail)
+
+
+ON_ERROR_CHOICES = ("raise", "skip")
+
+
+def check_on_error(on_error):
+    """Validates an ``on_error`` policy (``"raise"`` or ``"skip"``) and returns it.
+
+    Example:
+        >>> check_on_error("skip")
+        'skip'
+    """
+    if on_error not in ON_ERROR_CHOICES:
+        raise ValueError(
+            f"`on_error` must be one of {ON_ERROR_CHOICES}. Received: on_error={on_error!r}"
+        )
+    return on_error

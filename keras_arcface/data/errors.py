@@ -9,32 +9,19 @@ import collections
 import dataclasses
 import logging
 
-from keras_arcface.errors import DataError, InputError, bad_item  # noqa: F401 (re-exported)
+from keras_arcface.errors import (  # noqa: F401 (re-exported)
+    ON_ERROR_CHOICES,
+    DataError,
+    InputError,
+    bad_item,
+    check_on_error,
+)
 
 logger = logging.getLogger("keras_arcface.data")
-
-ON_ERROR_CHOICES = ("raise", "skip")
 
 
 class UnsafePickleError(DataError):
     """A ``.bin`` pickle asked for a global that verification sets never contain."""
-
-
-def check_on_error(on_error):
-    """Validates an ``on_error`` policy and returns it.
-
-    Args:
-        on_error: ``"raise"`` or ``"skip"``.
-
-    Example:
-        >>> check_on_error("skip")
-        'skip'
-    """
-    if on_error not in ON_ERROR_CHOICES:
-        raise ValueError(
-            f"`on_error` must be one of {ON_ERROR_CHOICES}. Received: on_error={on_error!r}"
-        )
-    return on_error
 
 
 @dataclasses.dataclass

@@ -227,7 +227,7 @@ def align_folder(
 
 
 def _check_arguments(src_dir, out_dir, image_size, min_score, file_format, on_error, workers, det):
-    from keras_arcface.data.errors import check_on_error
+    from keras_arcface.errors import check_on_error
     from keras_arcface.faces.align import arcface_template
 
     check_on_error(on_error)
