@@ -158,21 +158,16 @@ def identification_metrics(
         (1.0, 1)
     """
     start = time.perf_counter()
-    probe_labels = _check_labels(probe_labels, "probe_labels")
-    gallery_labels = _check_labels(gallery_labels, "gallery_labels")
-    probes, gallery = _normalized_pair(probe_embeddings, gallery_embeddings)
-    _check_lengths(probes, probe_labels, "probe")
-    _check_lengths(gallery, gallery_labels, "gallery")
+    probes, probe_labels, gallery, gallery_labels = _check_sides(
+        probe_embeddings, probe_labels, gallery_embeddings, gallery_labels
+    )
     ranks = _check_ranks(ranks)
-    fpir_targets = tuple(float(t) for t in fpir_targets)
-    if any(not 0 < t < 1 for t in fpir_targets):
-        raise ValueError(f"fpir_targets must lie in (0, 1). Received: fpir_targets={fpir_targets}")
+    fpir_targets = _check_fpir_targets(fpir_targets)
     layout = _GalleryLayout.build(gallery_labels, probe_labels)
     scores = _rank_probes(probes, gallery[layout.order], layout, chunk_size, progress)
     mated = layout.mated
     num_mated = int(mated.sum())
-    first_hits = np.bincount(scores.ranks[mated], minlength=max(ranks) + 1)[1 : max(ranks) + 1]
-    cmc = (np.cumsum(first_hits) / num_mated).tolist() if num_mated else [None] * max(ranks)
+    cmc = _cmc(scores.ranks[mated], max(ranks))
     result = {"cmc": cmc}
     result.update({f"rank_{rank}": cmc[rank - 1] for rank in ranks})
     result["tpir_at_fpir"] = [
@@ -190,6 +185,30 @@ def identification_metrics(
         seconds=time.perf_counter() - start,
     )
     return result
+
+
+def _check_sides(probe_embeddings, probe_labels, gallery_embeddings, gallery_labels):
+    probe_labels = _check_labels(probe_labels, "probe_labels")
+    gallery_labels = _check_labels(gallery_labels, "gallery_labels")
+    probes, gallery = _normalized_pair(probe_embeddings, gallery_embeddings)
+    _check_lengths(probes, probe_labels, "probe")
+    _check_lengths(gallery, gallery_labels, "gallery")
+    return probes, probe_labels, gallery, gallery_labels
+
+
+def _check_fpir_targets(fpir_targets):
+    fpir_targets = tuple(float(t) for t in fpir_targets)
+    if any(not 0 < t < 1 for t in fpir_targets):
+        raise ValueError(f"fpir_targets must lie in (0, 1). Received: fpir_targets={fpir_targets}")
+    return fpir_targets
+
+
+def _cmc(mated_ranks, max_rank):
+    """Cumulative match characteristic at ranks 1..max_rank (None without mated probes)."""
+    if len(mated_ranks) == 0:
+        return [None] * max_rank
+    first_hits = np.bincount(mated_ranks, minlength=max_rank + 1)[1 : max_rank + 1]
+    return (np.cumsum(first_hits) / len(mated_ranks)).tolist()
 
 
 @dataclasses.dataclass(frozen=True)
