@@ -28,6 +28,18 @@ def _add_common(parser):
         help="keep: JPEG stays JPEG byte for byte, others become PNG",
     )
     parser.add_argument(
+        "--align",
+        action="store_true",
+        help="detect the largest face of each photo and align it to the ArcFace template "
+        "(raw photos in; needs keras-arcface[faces])",
+    )
+    parser.add_argument(
+        "--min-score",
+        type=float,
+        default=0.7,
+        help="with --align: photos whose best face scores below this count as 'no face' (0.7)",
+    )
+    parser.add_argument(
         "--on-error",
         choices=("raise", "skip"),
         default="raise",
@@ -85,9 +97,21 @@ def _print_manifest(manifest):
     )
 
 
+def _transform(args):
+    """The per-item align transform for ``--align`` (None without it)."""
+    if not getattr(args, "align", False):
+        return None
+    if args.resize:
+        raise SystemExit("convert: --align makes crops of --image-size; drop --resize")
+    from keras_arcface.faces import AlignTransform
+
+    return AlignTransform(image_size=args.image_size, min_score=args.min_score)
+
+
 def main(args):
     """Runs ``keras-arcface convert``; returns the exit code."""
     size = (args.image_size, args.image_size) if hasattr(args, "image_size") else None
+    transform = _transform(args)
     if args.source in ("images", "rec"):
         common = {
             "image_size": size,
@@ -99,6 +123,7 @@ def main(args):
             "num_shards": args.shards,
             "overwrite": args.overwrite,
             "progress": not args.quiet,
+            "transform": transform,
         }
         if args.source == "images":
             from keras_arcface.data.image_folder import convert_image_folder
@@ -127,6 +152,7 @@ def main(args):
             image_format=args.image_format,
             on_error=args.on_error,
             entry_type=args.entry_type,
+            transform=transform,
         )
         print(f"wrote {path}: {pairs.num_pairs - report.total} pairs; {report.summary()}")
         return 0

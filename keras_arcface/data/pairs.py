@@ -153,7 +153,7 @@ def pairs_from_folder(image_root, num_pairs, seed=0):
     return PairList(paths, issame)
 
 
-def _cached_loader(image_size, resize, image_format):
+def _cached_loader(image_size, resize, image_format, transform=None):
     """``load(path)``: the checked, encoded image of ``path``, read once however many pairs
     use it; an unreadable or bad image raises ``DataError``."""
     from keras_arcface.data.errors import bad_item
@@ -169,7 +169,12 @@ def _cached_loader(image_size, resize, image_format):
             except OSError as error:
                 raise bad_item("unreadable file", path, str(error)) from None
             cache[path] = prepare_image(
-                data, path, image_size=image_size, resize=resize, image_format=image_format
+                data,
+                path,
+                image_size=image_size,
+                resize=resize,
+                image_format=image_format,
+                transform=transform,
             )[0]
         return cache[path]
 
@@ -185,6 +190,7 @@ def write_pairs_bin(
     image_format="keep",
     on_error="raise",
     entry_type="bytes",
+    transform=None,
 ):
     """Writes a ``.bin`` verification set from a :class:`PairList`.
 
@@ -199,6 +205,8 @@ def write_pairs_bin(
         image_format: ``"keep"``, ``"jpeg"`` or ``"png"``.
         on_error: ``"raise"`` or ``"skip"``.
         entry_type: ``"bytes"`` or ``"ndarray"`` entries.
+        transform: optional ``transform(pixels, name) -> pixels`` on each decoded image,
+            e.g. ``keras_arcface.faces.AlignTransform()`` to detect and align faces.
 
     Returns:
         ``(path, SkipReport)``.
@@ -212,7 +220,7 @@ def write_pairs_bin(
     check_on_error(on_error)
     report = SkipReport()
     encoded, issame = [], []
-    load = _cached_loader(image_size, resize, image_format)
+    load = _cached_loader(image_size, resize, image_format, transform)
     for k in range(pairs.num_pairs):
         try:
             first, second = load(pairs.paths[2 * k]), load(pairs.paths[2 * k + 1])

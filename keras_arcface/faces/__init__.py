@@ -31,8 +31,10 @@ from keras_arcface.faces.detect import (
     largest_face,
 )
 from keras_arcface.faces.photos import Photo, decode_photo, read_photo, scale_16_to_8
+from keras_arcface.faces.transform import AlignTransform
 
 __all__ = [
+    "AlignTransform",
     "AlignedFace",
     "FaceAligner",
     "ManyFacesError",
