@@ -6,7 +6,7 @@ import shutil
 import numpy as np
 import pytest
 
-from keras_arcface.faces import AlignTransform, FaceAligner, read_photo
+from keras_arcface.faces import AlignTransform, FaceAligner
 
 DATA = os.path.join(os.path.dirname(__file__), "data", "faces")
 
@@ -87,8 +87,8 @@ def test_convert_command_align_flag(raw, tmp_path, capsys):
 
     out = tmp_path / "cli"
     status = main(
-        ["convert", "images", str(raw / "rob"), str(out), "--align", "--quiet", "--workers", "1"]
+        ["convert", "images", str(raw), str(out), "--align", "--quiet", "--on-error", "skip"]
     )
     assert status == 0
-    assert "wrote 2 images" in capsys.readouterr().out
-    assert read_photo(os.path.join(DATA, "Rob_Lowe_0001.jpg")).shape == (250, 250, 3)
+    printed = capsys.readouterr().out
+    assert "wrote 3 images of 2 identities" in printed and '"no face": 1' in printed
