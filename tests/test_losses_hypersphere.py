@@ -38,7 +38,7 @@ def unit(v):
 
 
 def oracle_inter(kernel, sub_centers=1):
-    """Mean angle / pi over ordered pairs of rows (centres) owned by different classes."""
+    """Mean angle / pi over ordered pairs of rows (centers) owned by different classes."""
     kernel = np.asarray(kernel, np.float64)
     total, count = 0.0, 0
     for a in range(kernel.shape[0]):

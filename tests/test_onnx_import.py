@@ -83,8 +83,8 @@ def _prepend_sub_mul(path):
         ]
     )
     nodes = [
-        helper.make_node("Sub", ["raw", "mean_127_5"], ["centred"], name="_minusscalar0"),
-        helper.make_node("Mul", ["centred", "scale_1_127_5"], [image.name], name="_mulscalar0"),
+        helper.make_node("Sub", ["raw", "mean_127_5"], ["centered"], name="_minusscalar0"),
+        helper.make_node("Mul", ["centered", "scale_1_127_5"], [image.name], name="_mulscalar0"),
     ]
     old_nodes = list(graph.node)
     del graph.node[:]

@@ -1,4 +1,4 @@
-"""Fine-tuning: model.init_from, class-mean centres, head warm-up, the backbone learning-rate
+"""Fine-tuning: model.init_from, class-mean centers, head warm-up, the backbone learning-rate
 multiplier, the margin warm-up and early stopping, on the tiny backbone of the trainer tests."""
 
 import json
@@ -50,7 +50,7 @@ def test_init_from_run_folder_and_keras_file(source_run, tmp_path):
         assert saved["model"]["init_from"] == init_from
 
 
-def test_class_mean_centres_match_a_numpy_oracle(source_run, tmp_path):
+def test_class_mean_centers_match_a_numpy_oracle(source_run, tmp_path):
     cfg = fx.experiment(
         model={"init_from": str(source_run), "init_centers": "class_mean"},
         schedule={"total_steps": 4},
@@ -104,7 +104,7 @@ def test_backbone_learning_rate_multiplier_scales_the_first_update(tmp_path):
             trainer.head.centers.numpy() - centers,
         )
     # SGD's first step is w -= lr * g for the backbone: a quarter of the rate, a quarter of
-    # the step; the class centres keep the full rate.
+    # the step; the class centers keep the full rate.
     for full, quarter in zip(deltas[1.0][0], deltas[0.25][0]):
         np.testing.assert_allclose(quarter, 0.25 * full, rtol=1e-4, atol=1e-7)
     np.testing.assert_allclose(deltas[0.25][1], deltas[1.0][1], rtol=1e-4, atol=1e-7)

@@ -10,7 +10,7 @@ unchanged on one device, under ``MirroredStrategy`` and under
    loss (``sum(per-example loss) / global_batch`` plus regularisers divided by the replica
    count), multiplied by the dynamic loss scale under ``mixed_float16``;
 2. gradients of the optimiser's variables and of every ``extra`` variable (a variable with
-   its own update rule, such as the sparse class-centre optimiser);
+   its own update rule, such as the sparse class-center optimiser);
 3. **one decision for all replicas**: a non-finite gradient on any replica skips the whole
    step everywhere, in every mode (float32 or loss-scaled, one device or many). A skipped
    step changes no weight, no optimiser slot or iteration count and no batch-norm moving

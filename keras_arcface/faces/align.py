@@ -7,7 +7,7 @@ scale, translation: 4 degrees of freedom, Umeyama's estimate) from five facial l
 module reproduces that procedure exactly (the tests check it against scikit-image's estimate and a
 NumPy bilinear sampler).
 
-Landmarks are ``[5, 2]`` arrays of ``(x, y)`` image coordinates (pixel centres at integer
+Landmarks are ``[5, 2]`` arrays of ``(x, y)`` image coordinates (pixel centers at integer
 coordinates), in the order: image-left eye, image-right eye, nose tip, image-left mouth corner,
 image-right mouth corner.
 """
@@ -77,7 +77,7 @@ def estimate_similarity(landmarks, template):
             "Expected as many landmarks as template points. "
             f"Received: landmarks.shape={source.shape}, template.shape={target.shape}"
         )
-    # Centre both sets first: better conditioned, same minimiser.
+    # Center both sets first: better conditioned, same minimiser.
     source_mean, target_mean = source.mean(axis=0), target.mean(axis=0)
     x, y = (source - source_mean).T
     design = np.zeros((2 * len(source), 2))

@@ -10,7 +10,7 @@ downloaded, ever):
    shrunk to ``max_side`` pixels (landmarks are mapped back to full resolution).
 2. :class:`ONetRefiner`: MTCNN's ONet (Keras 3, weights from the ``mtcnn`` wheel) looks at a 48x48
    patch cut from the full-resolution photo around each face, turned upright using the rough
-   landmarks, and returns sub-pixel landmarks and a face probability. Each patch is centred
+   landmarks, and returns sub-pixel landmarks and a face probability. Each patch is centered
    and turned upright by the previous pass until it stops moving (a sideways face converges too).
 
 Why this pair, and what was measured: ``docs/faces.md``. Another detector plugs in by
@@ -189,7 +189,7 @@ class ONetRefiner:
 
     Args:
         model: An ONet Keras model; default :func:`keras_arcface.faces.onet.load_onet`.
-        passes: Most patches per face, 10: each is centred and turned upright by the previous
+        passes: Most patches per face, 10: each is centered and turned upright by the previous
             one, until the patch moves by under 1% of its side and 2 degrees. The landmarks
             are the mean of the last two passes, ``landmark_score`` the mean probability.
 
@@ -239,8 +239,8 @@ class ONetRefiner:
 
 def _converged(previous, current):
     """The patch moved by under 1% of its side and turned by under 2 degrees."""
-    (centre_a, side_a, angle_a), (centre_b, side_b, angle_b) = previous, current
-    shift = np.linalg.norm(centre_b - centre_a) + abs(side_b - side_a)
+    (center_a, side_a, angle_a), (center_b, side_b, angle_b) = previous, current
+    shift = np.linalg.norm(center_b - center_a) + abs(side_b - side_a)
     turn = abs((angle_b - angle_a + math.pi) % (2 * math.pi) - math.pi)
     return shift < 0.01 * side_a and turn < math.radians(2.0)
 
@@ -259,22 +259,22 @@ def _fast_call(model):
 
 def _initial_frame(face):
     x1, y1, x2, y2 = face.box
-    centre = np.array([(x1 + x2) / 2.0, (y1 + y2) / 2.0])
-    return centre, max(x2 - x1, y2 - y1), roll_angle(face.landmarks)
+    center = np.array([(x1 + x2) / 2.0, (y1 + y2) / 2.0])
+    return center, max(x2 - x1, y2 - y1), roll_angle(face.landmarks)
 
 
 def _patch_matrix(frame, size):
-    """[2, 3] matrix from patch pixel (u, v) to photo (x, y); pixel centres at u + 0.5."""
-    centre, side, angle = frame
+    """[2, 3] matrix from patch pixel (u, v) to photo (x, y); pixel centers at u + 0.5."""
+    center, side, angle = frame
     step = side / size
     cos, sin = math.cos(angle) * step, math.sin(angle) * step
     rotation = np.array([[cos, -sin], [sin, cos]])
-    offset = centre - rotation @ np.array([size / 2.0 - 0.5, size / 2.0 - 0.5])
+    offset = center - rotation @ np.array([size / 2.0 - 0.5, size / 2.0 - 0.5])
     return np.concatenate([rotation, offset[:, None]], axis=1)
 
 
 def _cut_patch(image, frame):
-    """An upright 48x48 patch (ONet's normalisation), anti-aliased by area when shrinking."""
+    """An upright 48x48 patch (ONet's normalization), anti-aliased by area when shrinking."""
     cv2 = _require_cv2()
     factor = max(1, int(frame[1] / PATCH_SIZE))
     matrix = _patch_matrix(frame, PATCH_SIZE * factor)
@@ -288,28 +288,28 @@ def _cut_patch(image, frame):
     )
     if factor > 1:
         patch = cv2.resize(patch, (PATCH_SIZE, PATCH_SIZE), interpolation=cv2.INTER_AREA)
-    normalised = (patch.astype(np.float32) - 127.5) / 128.0
-    return normalised, _patch_matrix(frame, PATCH_SIZE)
+    normalized = (patch.astype(np.float32) - 127.5) / 128.0
+    return normalized, _patch_matrix(frame, PATCH_SIZE)
 
 
 def _read_outputs(matrix, offsets, points):
     """Photo landmarks [5, 2] and the corrected box (patch fractions) from one ONet output."""
     fractions = np.stack([points[:5], points[5:]], axis=1).astype(np.float64)
-    # Fractions of the patch side; patch coordinate u covers [0, 48) with centres at u + 0.5.
+    # Fractions of the patch side; patch coordinate u covers [0, 48) with centers at u + 0.5.
     landmarks = transform_points(fractions * PATCH_SIZE - 0.5, matrix)
     box = np.array([offsets[0], offsets[1], 1.0 + offsets[2], 1.0 + offsets[3]], np.float64)
     return landmarks, box
 
 
 def _next_frame(frame, landmarks, box):
-    centre, side, angle = frame
-    box_centre = np.array([(box[0] + box[2]) / 2.0 - 0.5, (box[1] + box[3]) / 2.0 - 0.5]) * side
+    center, side, angle = frame
+    box_center = np.array([(box[0] + box[2]) / 2.0 - 0.5, (box[1] + box[3]) / 2.0 - 0.5]) * side
     cos, sin = math.cos(angle), math.sin(angle)
     shift = np.array(
-        [cos * box_centre[0] - sin * box_centre[1], sin * box_centre[0] + cos * box_centre[1]]
+        [cos * box_center[0] - sin * box_center[1], sin * box_center[0] + cos * box_center[1]]
     )
     new_side = max(box[2] - box[0], box[3] - box[1]) * side
-    return centre + shift, new_side, roll_angle(landmarks)
+    return center + shift, new_side, roll_angle(landmarks)
 
 
 class FaceDetector(Detector):

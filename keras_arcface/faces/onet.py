@@ -42,7 +42,7 @@ _LAYERS = (
 def build_onet():
     """Builds ONet as a functional Keras model (random weights).
 
-    Input ``patches``: float32 ``[B, 48, 48, 3]``, RGB normalised as ``(x - 127.5) / 128``.
+    Input ``patches``: float32 ``[B, 48, 48, 3]``, RGB normalized as ``(x - 127.5) / 128``.
     Outputs, in order: box offsets ``[B, 4]`` (fractions of the patch side), landmarks
     ``[B, 10]`` (x1..x5 then y1..y5, fractions of the patch) and face probabilities ``[B, 2]``.
 
