@@ -78,3 +78,16 @@ def test_runtime_normalized_attribute_and_metadata_key():
     metadata = contract.contract_metadata(512)
     assert metadata["output_l2_normalized"] is True
     assert metadata["output_l2_normalised"] is True  # old key, still written until 0.3
+
+
+def test_centre_layout_constant_is_center_layout():
+    from keras_arcface import layers
+    from keras_arcface.layers import norm_dense
+
+    assert layers.CENTER_LAYOUT == "classes_by_dim"
+    with pytest.warns(DeprecationWarning, match="CENTER_LAYOUT"):
+        assert layers.CENTRE_LAYOUT == layers.CENTER_LAYOUT
+    with pytest.warns(DeprecationWarning, match="CENTER_LAYOUT"):
+        assert norm_dense.CENTRE_LAYOUT == layers.CENTER_LAYOUT
+    with pytest.raises(AttributeError):
+        _ = norm_dense.NO_SUCH_NAME

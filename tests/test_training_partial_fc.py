@@ -1,4 +1,4 @@
-"""Partial FC head (keras_arcface.layers), centre optimiser and schedules vs float64 oracles."""
+"""Partial FC head (keras_arcface.layers), center optimiser and schedules vs float64 oracles."""
 
 import math
 
@@ -105,7 +105,7 @@ def test_full_rate_equals_normdense_plus_loss(batch):
     dense = layers.NormDense(len(centers))
     dense.build((None, centers.shape[1]))
     kernel = dense.trainable_variables[0]
-    kernel.assign(centers.astype("float32"))  # one layout: a centre per row
+    kernel.assign(centers.astype("float32"))  # one layout: a center per row
     emb_t = tf.constant(emb, tf.float32)
     with tf.GradientTape() as tape:
         tape.watch(emb_t)
@@ -334,7 +334,7 @@ def test_head_without_margin_callable_says_what_to_pass(batch):
         head.per_example_loss(tf.constant(emb, tf.float32), labels)
 
 
-def test_config_round_trip_and_same_initial_centres():
+def test_config_round_trip_and_same_initial_centers():
     head = PartialFC(50, 8, sample_rate=0.2, seed=4)
     head.build((None, 8))
     clone = PartialFC.from_config(head.get_config())

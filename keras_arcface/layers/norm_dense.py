@@ -4,6 +4,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_arcface._deprecation import warn_renamed
 from keras_arcface._math import l2_normalize_ops as l2_normalize
 from keras_arcface._validation import check_positive_int
 
@@ -12,8 +13,15 @@ from keras_arcface._validation import check_positive_int
 #: ``tf.IndexedSlices`` of those rows, which the sparse optimiser kernels update in place),
 #: a class shard a contiguous block of rows, and the full matmul costs the same either way
 #: (``matmul(embeddings, centers, transpose_b=True)``).
-CENTRE_LAYOUT = "classes_by_dim"
+CENTER_LAYOUT = "classes_by_dim"
 _LEGACY_LAYOUT = "dim_by_classes"
+
+
+def __getattr__(name):
+    if name == "CENTRE_LAYOUT":  # the spelling of the first version of this constant
+        warn_renamed("CENTRE_LAYOUT", "CENTER_LAYOUT")
+        return CENTER_LAYOUT
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @keras.saving.register_keras_serializable(package="keras_arcface")
@@ -27,7 +35,7 @@ class NormDense(keras.layers.Layer):
     centers (sub-center ArcFace). Feed the output to a margin loss such as ``ArcFaceLoss``.
 
     The kernel holds one class center per **row**, ``(units * sub_centers, D)``: the layout of
-    ``PartialFC`` (and of the PyTorch reference's ``weight``), see ``CENTRE_LAYOUT``. Files
+    ``PartialFC`` (and of the PyTorch reference's ``weight``), see ``CENTER_LAYOUT``. Files
     saved by older versions with the ``(D, units)`` kernel load (the kernel is transposed on
     load).
 
@@ -109,7 +117,7 @@ class NormDense(keras.layers.Layer):
             sub_centers=self.sub_centers,
             kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
             kernel_regularizer=keras.regularizers.serialize(self.kernel_regularizer),
-            kernel_layout=CENTRE_LAYOUT,
+            kernel_layout=CENTER_LAYOUT,
         )
         return config
 
@@ -118,9 +126,9 @@ class NormDense(keras.layers.Layer):
         config = dict(config)
         # Configs written before the row layout have no kernel_layout key.
         layout = config.pop("kernel_layout", _LEGACY_LAYOUT)
-        if layout not in (CENTRE_LAYOUT, _LEGACY_LAYOUT):
+        if layout not in (CENTER_LAYOUT, _LEGACY_LAYOUT):
             raise ValueError(
-                f"kernel_layout must be {CENTRE_LAYOUT!r} or {_LEGACY_LAYOUT!r}. "
+                f"kernel_layout must be {CENTER_LAYOUT!r} or {_LEGACY_LAYOUT!r}. "
                 f"Received: kernel_layout={layout!r}"
             )
         layer = cls(**config)
@@ -134,4 +142,4 @@ def _is_legacy_kernel(layer, stored_shape):
     if stored_shape == want[::-1] and stored_shape != want:
         return True
     # A square kernel is ambiguous by shape: the saved config says which layout it is.
-    return stored_shape == want and getattr(layer, "_saved_layout", CENTRE_LAYOUT) != CENTRE_LAYOUT
+    return stored_shape == want and getattr(layer, "_saved_layout", CENTER_LAYOUT) != CENTER_LAYOUT
