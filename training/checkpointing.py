@@ -80,3 +80,36 @@ def save_model_atomic(model, path):
     with atomic_path(path) as temporary:
         model.save(temporary)
     return path
+
+
+def clean_interrupted_saves(run_dir):
+    """Removes what a killed save left behind in a run folder; returns the removed paths.
+
+    A process killed inside a checkpoint or model save leaves TensorFlow's
+    ``checkpoints/ckpt-N_temp/`` folder and ``checkpoint.tmp*`` state file, or the hidden
+    temporary file of an atomic write (``.embedding_latest.keras.XXXX.tmp.keras``, older
+    ``.tmp-*.keras``). None of them is ever referenced; they are removed when the run resumes.
+
+    Example:
+        >>> clean_interrupted_saves("runs/casia_r50")  # doctest: +SKIP
+        []
+    """
+    import glob
+    import os
+
+    checkpoints = os.path.join(run_dir, "checkpoints")
+    patterns = [
+        os.path.join(checkpoints, "ckpt-*_temp"),
+        os.path.join(checkpoints, "checkpoint.tmp*"),
+        os.path.join(run_dir, ".tmp-*"),
+        os.path.join(run_dir, ".*.tmp*"),
+    ]
+    removed = []
+    for pattern in patterns:
+        for path in sorted(glob.glob(pattern)):
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                os.remove(path)
+            removed.append(path)
+    return removed

@@ -688,6 +688,7 @@ def resolve(config, num_replicas=1, num_classes=None, num_images=None):
             "The number of classes must be at least 2: set data.num_classes or point "
             f"data.train_dir at a dataset with a manifest. Received: num_classes={classes!r}"
         )
+    _check_against_data(config, num_replicas, num_classes, images)
     global_batch = config.data.batch_size * num_replicas
     opt = config.optimizer
     lr = opt.learning_rate
@@ -726,6 +727,68 @@ def resolve(config, num_replicas=1, num_classes=None, num_images=None):
         warmup_steps=int(warmup),
         decay_steps=decay,
     )
+
+
+def _check_against_data(config, num_replicas, manifest_classes, images):
+    """The batch and the class count must fit the dataset; say what fits when they do not."""
+    global_batch = config.data.batch_size * num_replicas
+    if images and global_batch > images:
+        fits = max(1, images // num_replicas)
+        raise ConfigError(
+            f"data.batch_size={config.data.batch_size} makes a global batch of {global_batch} "
+            f"({num_replicas} replica(s)) but the dataset holds {images} images, so no full "
+            f"batch exists (and building one would exhaust memory). Use data.batch_size <= "
+            f"{fits}. Received: data.batch_size={config.data.batch_size}"
+        )
+    wanted = config.data.num_classes
+    if wanted and manifest_classes and wanted < manifest_classes:
+        raise ConfigError(
+            f"data.num_classes={wanted} is smaller than the {manifest_classes} classes of the "
+            f"dataset (labels 0..{manifest_classes - 1}): set data.num_classes=0 to read it "
+            f"from the manifest, or at least {manifest_classes}. "
+            f"Received: data.num_classes={wanted}"
+        )
+
+
+# Keys that change how a run is shown, not what it computes: they may differ on resume.
+_PRESENTATION_KEYS = ("logging.progress_bar",)
+
+
+def _flatten(values, prefix=""):
+    flat = {}
+    for key, value in values.items():
+        if isinstance(value, dict) and value:
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def changed_keys(saved_values, config):
+    """``"key: old -> new"`` for every value of ``config`` that differs from a saved config.
+
+    Args:
+        saved_values: the mapping read from a run's ``config.yaml`` (its ``derived`` section
+            is ignored).
+        config: the :class:`ExperimentConfig` about to be used.
+
+    Example:
+        >>> changed_keys({"data": {"batch_size": 64}}, from_dict({"data": {"batch_size": 32}}))
+        ['data.batch_size: 64 -> 32']
+    """
+    saved = dict(saved_values or {})
+    saved.pop("derived", None)
+    try:
+        old = _flatten(to_dict(from_dict(saved)))
+    except ConfigError:
+        old = _flatten(to_dict(from_dict({})))
+        old.update(_flatten(saved))
+    new = _flatten(to_dict(config))
+    return [
+        f"{key}: {old.get(key)!r} -> {new.get(key)!r}"
+        for key in sorted(set(old) | set(new))
+        if key not in _PRESENTATION_KEYS and old.get(key) != new.get(key)
+    ]
 
 
 def save_resolved(config, derived, path):

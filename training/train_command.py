@@ -33,6 +33,12 @@ def add_arguments(parser):
         "--resume", action="store_true", help="continue from the run folder's last checkpoint"
     )
     parser.add_argument(
+        "--allow-config-change",
+        action="store_true",
+        help="with --resume: continue although the config differs from the run's config.yaml "
+        "(the old one is kept as config.step-N.yaml)",
+    )
+    parser.add_argument(
         "--list", action="store_true", help="list the shipped experiment files and exit"
     )
     parser.add_argument(
@@ -89,7 +95,9 @@ def main(args):
     from keras_arcface.training.trainer import NonFiniteLossError, Trainer
 
     try:
-        trainer = Trainer(cfg, run_dir, resume=args.resume)
+        trainer = Trainer(
+            cfg, run_dir, resume=args.resume, allow_config_change=args.allow_config_change
+        )
     except (ValueError, TypeError) as error:
         print(f"keras-arcface train: {error}", file=sys.stderr)
         return 2
@@ -114,4 +122,10 @@ def main(args):
         if result.best_accuracy is not None:
             line += f", best verification accuracy {result.best_accuracy:.4f}"
         print(line)
+        if result.data_check and not result.data_check["ok"]:
+            print(
+                f"data: {result.data_check['summary']}; training skipped them "
+                f"(details: {result.data_check['path']})",
+                file=sys.stderr,
+            )
     return 0

@@ -72,6 +72,8 @@ class TrainResult:
         seconds: wall time of ``fit``.
         images_per_second: training throughput over the whole fit.
         stopped_early: early stopping ended the run before ``total_steps``.
+        data_check: under ``data.dataset_kwargs.on_error=skip``, what the run's data lacked
+            (``ok``, ``summary``, ``path`` of ``RUN/data_check.json``); None otherwise.
     """
 
     run_dir: str
@@ -82,6 +84,7 @@ class TrainResult:
     seconds: float
     images_per_second: float
     stopped_early: bool = False
+    data_check: dict | None = None
 
 
 def build_loss(loss_config):
@@ -144,6 +147,9 @@ class Trainer:
             ``config.evaluation.bins``.
         num_classes: identities, when there is no manifest to read them from.
         num_images: images per epoch, likewise.
+        allow_config_change: resume although ``config`` differs from the run's
+            ``config.yaml`` (the old file is kept as ``config.step-N.yaml``). Without it such a
+            resume is a ``ConfigError`` listing the changed keys. Default False.
 
     Example:
         >>> trainer = Trainer(cfg, "runs/casia", resume=True)  # doctest: +SKIP
@@ -162,6 +168,7 @@ class Trainer:
         verification_sets=None,
         num_classes=None,
         num_images=None,
+        allow_config_change=False,
     ):
         config_lib.validate(config)
         self.config = config
@@ -184,6 +191,8 @@ class Trainer:
                 "The run folder already holds checkpoints: pass resume=True (--resume) to "
                 f"continue it, or choose another folder. Received: run_dir={self.run_dir!r}"
             )
+        if resume and self.is_chief:
+            self._prepare_resume(allow_config_change)
         self.loss = build_loss(config.loss)
         self._build_state(backbone_fn or default_backbone_fn(config.model))
         self.checkpointer = checkpointing.Checkpointer(
@@ -219,6 +228,28 @@ class Trainer:
         )
 
     # ----------------------------------------------------------------------------- set-up
+    def _prepare_resume(self, allow_config_change):
+        """Cleans a killed run's temporary files; refuses a silently changed config."""
+        for path in checkpointing.clean_interrupted_saves(self.run_dir):
+            print(f"removed {path} (left by an interrupted save)")
+        path = os.path.join(self.run_dir, "config.yaml")
+        latest = tf.train.latest_checkpoint(self._checkpoint_dir)
+        if latest is None or not os.path.isfile(path):
+            return
+        changes = config_lib.changed_keys(config_lib.read_experiment(path), self.config)
+        if not changes:
+            return
+        step = latest.rsplit("-", 1)[-1]
+        if not allow_config_change:
+            raise config_lib.ConfigError(
+                f"Resuming {self.run_dir} (step {step}) with a config that differs from its "
+                f"config.yaml: {'; '.join(changes)}. Drop those overrides to continue the run "
+                "as it was, or pass --allow-config-change (allow_config_change=True) to resume "
+                f"with the new values (config.yaml is then kept as config.step-{step}.yaml)."
+            )
+        os.replace(path, os.path.join(self.run_dir, f"config.step-{step}.yaml"))
+        print(f"resuming with changed config: {'; '.join(changes)}")
+
     def _manifest_counts(self):
         if not self.config.data.train_dir:
             return None, None
@@ -485,6 +516,11 @@ class Trainer:
                         self._save(step)
                     if step == end:
                         break
+        except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as failure:
+            damaged = self._damaged_data(failure)
+            if damaged is None:
+                raise
+            raise damaged from None
         finally:
             if bar is not None:
                 bar.close()
@@ -507,7 +543,30 @@ class Trainer:
             seconds=seconds,
             images_per_second=done / max(seconds, 1e-9),
             stopped_early=step < derived.total_steps and until is None,
+            data_check=self._check_skipped_data(),
         )
+
+    def _uses_tfrecords(self):
+        return bool(self.config.data.train_dir) and self._dataset_fn == self._tfrecord_dataset
+
+    def _damaged_data(self, failure):
+        """A DataError naming the damaged shards/records behind a pipeline failure, or None."""
+        if not self._uses_tfrecords():
+            return None
+        from keras_arcface.data.check import damaged_data_error
+
+        return damaged_data_error(self.config.data.train_dir, failure)
+
+    def _check_skipped_data(self):
+        """Under ``on_error="skip"``: what the data lacked, in ``RUN/data_check.json``."""
+        skip = self.config.data.dataset_kwargs.get("on_error") == "skip"
+        if not (skip and self.is_chief and self._uses_tfrecords()):
+            return None
+        from keras_arcface.data.check import write_data_check
+
+        path = os.path.join(self.run_dir, "data_check.json")
+        report = write_data_check(self.config.data.train_dir, path)
+        return {"ok": report["ok"], "summary": report["summary"], "path": path}
 
     def _check_early_stopping(self, has_bins):
         patience = self.config.evaluation.early_stopping_patience

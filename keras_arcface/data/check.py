@@ -114,3 +114,86 @@ def _check_example(serialized, item, num_classes, size, decode, problems, decode
             problems.add("unexpected image size", item)
             return False
     return True
+
+
+# Datasets up to this size are checked with every image decoded after training; larger ones
+# are read and parsed only (decoding millions of images in Python takes too long).
+DECODE_CHECK_LIMIT = 100_000
+
+
+def summarize_problems(report):
+    """One line saying what :func:`check_dataset` found: bad records and lost shard tails.
+
+    Example:
+        >>> summarize_problems({"ok": True, "shards": [], "problems": {"by_reason": {}}})
+        'no damaged records'
+    """
+    by_reason = dict(report["problems"].get("by_reason", {}))
+    lost = by_reason.pop("missing records", 0)
+    by_reason.pop("unreadable shard data", None)
+    parts = []
+    bad = sum(by_reason.values())
+    if bad:
+        reasons = ", ".join(f"{reason}: {count}" for reason, count in sorted(by_reason.items()))
+        parts.append(f"{bad} bad record(s) ({reasons})")
+    damaged = [shard for shard in report["shards"] if shard["read"] < shard["expected"]]
+    if lost or damaged:
+        shown = "; ".join(
+            f"{s['file']}: {s['expected'] - s['read']} of {s['expected']} unread"
+            + (f" ({s['error']})" if s["error"] else "")
+            for s in damaged[:3]
+        )
+        more = f"; and {len(damaged) - 3} more shard(s)" if len(damaged) > 3 else ""
+        parts.append(f"{lost} record(s) lost in damaged shard tails ({shown}{more})")
+    return " and ".join(parts) if parts else "no damaged records"
+
+
+def damaged_data_error(data_dir, failure):
+    """The :class:`DataError` for a pipeline failure on damaged data, or None if none is found.
+
+    Runs :func:`check_dataset` on ``data_dir`` to name the damaged shards and records that a
+    ``tf.errors.DataLossError`` ("truncated record at 26679") does not name.
+
+    Example:
+        >>> error = damaged_data_error("data/train", failure)  # doctest: +SKIP
+    """
+    from keras_arcface.errors import DataError
+
+    manifest = schema.read_manifest(data_dir)
+    decode = int(manifest["num_images"]) <= DECODE_CHECK_LIMIT
+    report = check_dataset(data_dir, decode=decode, progress=False)
+    if report["ok"]:
+        return None
+    first_line = str(getattr(failure, "message", failure)).splitlines()[0]
+    return DataError(
+        f"Damaged training data in {os.fspath(data_dir)}: {summarize_problems(report)}. "
+        f"The input pipeline stopped at: {first_line}. Re-convert or repair the dataset "
+        f"(`keras-arcface convert check {os.fspath(data_dir)}` lists every problem), or set "
+        "data.dataset_kwargs.on_error=skip to skip damaged records and count them."
+    )
+
+
+def write_data_check(data_dir, path, *, decode=None):
+    """Checks ``data_dir`` and writes the report (plus a one-line summary) to ``path``.
+
+    Args:
+        data_dir: the dataset folder.
+        path: the JSON file to write (atomically), e.g. ``RUN/data_check.json``.
+        decode: decode every image; default only for datasets up to ``DECODE_CHECK_LIMIT``.
+
+    Returns:
+        The report dict with ``summary`` and ``decoded`` added.
+
+    Example:
+        >>> write_data_check("data/train", "runs/x/data_check.json")["summary"]  # doctest: +SKIP
+        'no damaged records'
+    """
+    from keras_arcface._io import atomic_write_json
+
+    if decode is None:
+        decode = int(schema.read_manifest(data_dir)["num_images"]) <= DECODE_CHECK_LIMIT
+    report = check_dataset(data_dir, decode=decode, progress=False)
+    report.update(summary=summarize_problems(report), decoded=bool(decode))
+    report["data_dir"] = os.path.abspath(os.fspath(data_dir))
+    atomic_write_json(path, report)
+    return report
