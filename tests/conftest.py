@@ -1,7 +1,8 @@
 """Shared test set-up.
 
 Two logical CPU devices are configured before TensorFlow initialises so that
-MirroredStrategy tests run on this CPU-only machine.
+MirroredStrategy tests run on this CPU-only machine; when that is impossible the run stops
+with an error instead of skipping those tests.
 """
 
 import os
@@ -11,16 +12,32 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 import pytest  # noqa: E402
 
-if os.environ["KERAS_BACKEND"] == "tensorflow":
-    import tensorflow as tf  # noqa: E402
 
-    _cpus = tf.config.list_physical_devices("CPU")
+def _two_logical_cpus():
+    """Splits the CPU into two logical devices, or stops the run saying why it cannot."""
+    import tensorflow as tf
+
+    cpus = tf.config.list_physical_devices("CPU")
     try:
         tf.config.set_logical_device_configuration(
-            _cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2
+            cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2
         )
-    except RuntimeError:
-        pass  # Already initialised by an earlier import; tests needing two devices skip.
+        problem = None
+    except RuntimeError as error:  # TensorFlow's runtime was initialised before this file ran
+        problem = error
+    count = len(tf.config.list_logical_devices("CPU"))
+    if count < 2:
+        raise RuntimeError(
+            "tests/conftest.py could not create two logical CPU devices, which the "
+            "MirroredStrategy tests need (they would otherwise not run). TensorFlow's runtime "
+            "was already initialised when conftest.py was imported: run pytest without a "
+            "plugin or sitecustomize that starts TensorFlow first. "
+            f"Received: logical_cpus={count}, error={problem!r}"
+        )
+
+
+if os.environ["KERAS_BACKEND"] == "tensorflow":
+    _two_logical_cpus()
 
 
 @pytest.fixture(autouse=True)

@@ -13,12 +13,6 @@ import yaml
 from keras_arcface.training.strategy import create_strategy
 from keras_arcface.training.trainer import NonFiniteLossError, Trainer
 
-needs_two_devices = pytest.mark.skipif(
-    len(tf.config.list_logical_devices("CPU")) < 2,
-    reason="two logical CPU devices are configured by tests/conftest.py before TF starts",
-)
-
-
 _STRATEGIES = {}
 
 
@@ -124,7 +118,6 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
     assert all(np.all(np.isfinite(w)) for w in _weights(resumed))
 
 
-@needs_two_devices
 def test_mirrored_two_devices_matches_one_device(tmp_path):
     """Two replicas of 8 on one global batch of 16 == one device on the same 16 images."""
     overrides = {
@@ -154,7 +147,6 @@ def test_mirrored_two_devices_matches_one_device(tmp_path):
     np.testing.assert_array_equal(np.array(copies[0]), np.array(copies[1]))
 
 
-@needs_two_devices
 def test_mirrored_fit_with_batch_norm_learns(tmp_path):
     cfg = fx.experiment(data={"batch_size": 16}, schedule={"total_steps": 20})
     trainer = _trainer(cfg, tmp_path, strategy="mirrored")
