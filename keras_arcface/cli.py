@@ -10,11 +10,17 @@ and its subclasses such as ``DataError`` and ``ConfigError``, a missing file or 
 permission, a full or read-only disk) print one line, ``keras-arcface COMMAND: error:
 ...``, and exit with status 1. ``--verbose`` (anywhere on the line) shows the traceback
 instead; genuine bugs always show it.
+
+TensorFlow's start-up logging (oneDNN and CPU-feature notices, absl warnings) is hidden
+unless the user set ``TF_CPP_MIN_LOG_LEVEL`` themselves or passed ``--verbose``. Flags and
+positional arguments (such as ``train``'s ``key=value`` overrides) may come in any order.
 """
 
 import argparse
 import errno
 import importlib
+import logging
+import os
 import sys
 
 from keras_arcface.version import __version__
@@ -105,6 +111,39 @@ def one_line(error):
     return text or type(error).__name__
 
 
+def quiet_tensorflow(verbose=False):
+    """Hides TensorFlow's start-up logs unless asked for; call before TensorFlow is imported.
+
+    Sets ``TF_CPP_MIN_LOG_LEVEL=2`` (C++ INFO and WARNING lines: oneDNN, cpu_feature_guard,
+    absl) and raises the ``tensorflow`` and ``absl`` Python loggers to ERROR. Does nothing
+    with ``verbose`` or when the user set ``TF_CPP_MIN_LOG_LEVEL`` themselves.
+
+    Returns:
+        True when it quieted the logs.
+    """
+    if verbose or "TF_CPP_MIN_LOG_LEVEL" in os.environ:
+        return False
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    for name in ("tensorflow", "absl"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    return True
+
+
+def parse_any_order(parser, argv):
+    """Parses with options and positionals in any order (``argparse`` intermixed parsing).
+
+    Parsers with sub-commands or ``REMAINDER`` arguments cannot be parsed intermixed, and
+    Python's intermixed parsing mishandles ``--``; those fall back to ``parse_args``.
+    """
+    unsupported = "--" in argv or any(
+        isinstance(action, argparse._SubParsersAction) or action.nargs == argparse.REMAINDER
+        for action in parser._actions
+    )
+    if unsupported:
+        return parser.parse_args(argv)
+    return parser.parse_intermixed_args(argv)
+
+
 def _load(module_name):
     try:
         return importlib.import_module(module_name)
@@ -139,13 +178,14 @@ def main(argv=None):
             return 0
         return 0
     name = argv[0]
+    quiet_tensorflow(verbose)
     module = _load(COMMANDS[name][0])
     if module is None:
         parser.error(f"the command '{name}' is not available in this installation")
     sub = argparse.ArgumentParser(prog=f"keras-arcface {name}", description=COMMANDS[name][1])
     module.add_arguments(sub)
     sub.add_argument(VERBOSE_FLAG, action="store_true", help=VERBOSE_HELP)
-    args = sub.parse_args(argv[1:])
+    args = parse_any_order(sub, argv[1:])
     args.verbose = verbose
     return _run_command(name, module, args, verbose)
 

@@ -1,11 +1,15 @@
 """The top-level ``keras-arcface`` command: help, version, dispatch, errors."""
 
+import argparse
 import errno
+import os
+import re
 import subprocess
 import sys
 import types
 
 import pytest
+import yaml
 
 from keras_arcface import cli
 from keras_arcface.errors import DataError
@@ -116,3 +120,110 @@ def test_a_real_command_fails_in_one_line(tmp_path):
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("keras-arcface convert: error: No manifest.json") and "nowhere" in last
     assert "Traceback" not in result.stderr
+
+
+# ------------------------------------------------------------------ TensorFlow's start-up logs
+PROBE = """
+import sys, types
+from keras_arcface import cli
+
+probe = types.ModuleType("tf_probe")
+probe.add_arguments = lambda parser: None
+
+
+def _main(args):
+    import tensorflow as tf
+
+    print("sum", float(tf.reduce_sum(tf.ones(3))))
+
+
+probe.main = _main
+sys.modules["tf_probe"] = probe
+cli.COMMANDS["tf-probe"] = ("tf_probe", "imports TensorFlow and runs one op")
+sys.exit(cli.main(["tf-probe", *sys.argv[1:]]))
+"""
+
+# A TensorFlow C++ log line ("I0000 00:00:... cpu_feature_guard.cc:...]") or absl's notice.
+TF_LOG_LINE = re.compile(r"^[IWE]\d{4} |absl::InitializeLog|oneDNN|cpu_feature_guard", re.M)
+
+
+def _probe(*args, **env):
+    environment = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    environment.update(env)
+    return subprocess.run(
+        [sys.executable, "-c", PROBE, *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=environment,
+    )
+
+
+def test_commands_hide_tensorflow_start_up_logs_unless_verbose():
+    quiet = _probe()
+    assert quiet.returncode == 0, quiet.stderr[-2000:]
+    assert "sum 3.0" in quiet.stdout
+    assert not TF_LOG_LINE.search(quiet.stderr), quiet.stderr[-2000:]
+    loud = _probe("--verbose")
+    assert loud.returncode == 0, loud.stderr[-2000:]
+    assert TF_LOG_LINE.search(loud.stderr), loud.stderr[-2000:]
+
+
+def test_quiet_tensorflow_respects_the_users_log_level(monkeypatch):
+    import logging
+
+    monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "0")
+    assert not cli.quiet_tensorflow()
+    assert os.environ["TF_CPP_MIN_LOG_LEVEL"] == "0"
+    monkeypatch.delenv("TF_CPP_MIN_LOG_LEVEL")
+    assert not cli.quiet_tensorflow(verbose=True)
+    assert "TF_CPP_MIN_LOG_LEVEL" not in os.environ
+    monkeypatch.setattr(logging.getLogger("absl"), "level", logging.NOTSET)
+    assert cli.quiet_tensorflow()
+    assert os.environ["TF_CPP_MIN_LOG_LEVEL"] == "2"
+    assert logging.getLogger("absl").level == logging.ERROR
+
+
+# ------------------------------------------------------------------ argument order, help lines
+def test_train_accepts_flags_and_overrides_in_any_order(capsys, tmp_path):
+    run_dir = str(tmp_path / "run")
+    orders = (
+        ["synthetic_demo", "--run-dir", run_dir, "data.train_dir=Y", "--print-config"],
+        ["--print-config", "synthetic_demo", "data.train_dir=Y", "--run-dir", run_dir],
+        ["synthetic_demo", "data.train_dir=Y", "--run-dir", run_dir, "--print-config"],
+        ["synthetic_demo", "--print-config", "data.train_dir=Y", "loss.scale=16"],
+    )
+    for order in orders:
+        assert cli.main(["train", *order]) == 0, order
+        printed = yaml.safe_load(capsys.readouterr().out)
+        assert printed["name"] == "synthetic_demo", order
+        assert printed["data"]["train_dir"] == "Y", order
+    assert printed["loss"]["scale"] == 16.0
+
+
+def _walk(parser, path):
+    """Yields ``(command path, action)`` for every argument of a parser and its sub-parsers."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            helped = {choice.dest for choice in action._choices_actions if choice.help}
+            for name, child in action.choices.items():
+                yield f"{path} {name}", name if name in helped else None
+                yield from _walk(child, f"{path} {name}")
+        elif not isinstance(action, (argparse._HelpAction, argparse._VersionAction)):
+            yield path, action
+
+
+@pytest.mark.parametrize("name", sorted(cli.COMMANDS))
+def test_every_argument_has_a_help_line(name):
+    module = cli._load(cli.COMMANDS[name][0])
+    parser = argparse.ArgumentParser(prog=f"keras-arcface {name}")
+    module.add_arguments(parser)
+    missing = []
+    for path, action in _walk(parser, name):
+        if isinstance(action, str) or action is None:
+            if action is None:
+                missing.append(f"{path} (sub-command)")
+            continue
+        if not action.help or action.help == argparse.SUPPRESS or not action.help.strip():
+            missing.append(f"{path} {'/'.join(action.option_strings) or action.dest}")
+    assert not missing, f"arguments without a help line: {missing}"

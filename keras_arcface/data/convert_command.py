@@ -49,7 +49,12 @@ def _add_common(parser):
 
 def _add_dataset_options(parser):
     _add_common(parser)
-    parser.add_argument("--jpeg-quality", type=int, default=95)
+    parser.add_argument(
+        "--jpeg-quality",
+        type=int,
+        default=95,
+        help="quality of images re-encoded as JPEG (--image-format jpeg; default 95)",
+    )
     parser.add_argument("--workers", type=int, default=None, help="decoding threads")
     parser.add_argument("--shards", type=int, default=None, help="number of shard files")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
@@ -60,12 +65,12 @@ def add_arguments(parser):
     """Adds the ``convert`` sub-commands to ``parser``."""
     commands = parser.add_subparsers(dest="source", metavar="SOURCE", required=True)
     images = commands.add_parser("images", help="an image folder, one sub-folder per identity")
-    images.add_argument("src", metavar="DIR")
-    images.add_argument("out", metavar="OUT")
+    images.add_argument("src", metavar="DIR", help="image folder, one sub-folder per identity")
+    images.add_argument("out", metavar="OUT", help="output TFRecord dataset folder")
     _add_dataset_options(images)
     rec = commands.add_parser("rec", help="InsightFace/MXNet .rec + .idx (no mxnet needed)")
     rec.add_argument("src", metavar="PATH_PREFIX", help="path without .rec/.idx")
-    rec.add_argument("out", metavar="OUT")
+    rec.add_argument("out", metavar="OUT", help="output TFRecord dataset folder")
     rec.add_argument(
         "--num-classes",
         type=int,
@@ -74,18 +79,28 @@ def add_arguments(parser):
     )
     _add_dataset_options(rec)
     bin_ = commands.add_parser("bin", help="a .bin verification set from pairs")
-    bin_.add_argument("out", metavar="OUT.bin")
+    bin_.add_argument("out", metavar="OUT.bin", help="the .bin verification set to write")
     source = bin_.add_mutually_exclusive_group(required=True)
     source.add_argument("--pairs", help="LFW-style pairs.txt (needs --image-root)")
     source.add_argument("--folder", help="image folder to draw balanced pairs from")
     bin_.add_argument("--image-root", help="folder the pairs.txt names refer to")
     bin_.add_argument("--extension", default="jpg", help="image extension for pairs.txt")
-    bin_.add_argument("--num-pairs", type=int, default=3000)
-    bin_.add_argument("--seed", type=int, default=0)
-    bin_.add_argument("--entry-type", choices=("bytes", "ndarray"), default="bytes")
+    bin_.add_argument(
+        "--num-pairs",
+        type=int,
+        default=3000,
+        help="pairs drawn with --folder, half genuine, half impostor (default 3000)",
+    )
+    bin_.add_argument("--seed", type=int, default=0, help="seed of the --folder pair draw")
+    bin_.add_argument(
+        "--entry-type",
+        choices=("bytes", "ndarray"),
+        default="bytes",
+        help="store encoded image bytes (the reference format, default) or decoded arrays",
+    )
     _add_common(bin_)
     check = commands.add_parser("check", help="verify every record of a TFRecord folder")
-    check.add_argument("src", metavar="DATA_DIR")
+    check.add_argument("src", metavar="DATA_DIR", help="TFRecord dataset folder to check")
 
 
 def _print_manifest(manifest):

@@ -17,19 +17,26 @@ def add_arguments(parser):
     knobs = ", ".join(f.name for f in dataclasses.fields(SyntheticDifficulty))
     parser.add_argument("out", metavar="OUT", help="output folder (train/, verification.bin)")
     parser.add_argument("--identities", type=int, default=300, help="training identities")
-    parser.add_argument("--images-per-identity", type=int, default=30)
+    parser.add_argument(
+        "--images-per-identity", type=int, default=30, help="images per training identity"
+    )
     parser.add_argument(
         "--heldout-identities",
         type=int,
         default=100,
         help="identities of the verification set (never trained on)",
     )
-    parser.add_argument("--heldout-images-per-identity", type=int, default=12)
+    parser.add_argument(
+        "--heldout-images-per-identity",
+        type=int,
+        default=12,
+        help="images per held-out identity",
+    )
     parser.add_argument("--pairs", type=int, default=3000, help="verification pairs")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--image-size", type=int, default=112)
+    parser.add_argument("--seed", type=int, default=0, help="seed of identities and images")
+    parser.add_argument("--image-size", type=int, default=112, help="image side in pixels")
     parser.add_argument("--workers", type=int, default=None, help="rendering processes")
-    parser.add_argument("--overwrite", action="store_true")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.add_argument(
         "--set",

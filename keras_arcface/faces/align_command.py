@@ -24,7 +24,13 @@ def add_arguments(parser):
         default=0.7,
         help="faces scoring below this are listed in the report, not written (default 0.7)",
     )
-    parser.add_argument("--format", choices=("png", "jpg"), default="png", dest="file_format")
+    parser.add_argument(
+        "--format",
+        choices=("png", "jpg"),
+        default="png",
+        dest="file_format",
+        help="file format of the crops (default png)",
+    )
     parser.add_argument(
         "--workers",
         type=int,
