@@ -87,6 +87,26 @@ def load_embedding_model(model_or_path):
     return KerasRuntime.from_path(path).model, path
 
 
+def check_finite_weights(model):
+    """Refuses a model with NaN/Inf weights (a diverged run): no format can export it.
+
+    Example:
+        >>> check_finite_weights(model)  # doctest: +SKIP
+    """
+    bad = [
+        getattr(weight, "path", weight.name)
+        for weight in model.weights
+        if not np.all(np.isfinite(np.asarray(weight, dtype=np.float64)))
+    ]
+    if bad:
+        shown = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
+        raise InputError(
+            f"The model has NaN or Inf weights ({shown}): its embeddings are NaN and int8 "
+            "calibration cannot run. Export a checkpoint from before the training diverged "
+            f"(a run keeps its last finite one). Received: model={model.name!r}"
+        )
+
+
 def as_float32_model(model):
     """Returns ``model`` itself, or a float32 copy when it computes in float16/bfloat16.
 
@@ -232,25 +252,29 @@ def _write_artifacts(model, out_dir, steps, calibration, opset, extra, progress)
         ):
             path = os.path.join(out_dir, artifact_filename(fmt, precision))
             started = time.perf_counter()
-            if fmt == "saved_model":
-                export_saved_model(model, path, metadata=extra)
-            elif fmt == "tflite":
-                export_tflite(
-                    model,
-                    path,
-                    precision,
-                    representative_images=calibration,
-                    saved_model=serving,
-                    metadata=extra,
-                )
-                if precision == "float32":
-                    float32_tflite = path
-            else:
-                if not os.path.isfile(float32_tflite):
-                    export_tflite(model, float32_tflite, "float32", saved_model=serving)
-                export_onnx(
-                    model, path, opset=opset, tflite_float32_path=float32_tflite, metadata=extra
-                )
+            try:
+                if fmt == "saved_model":
+                    export_saved_model(model, path, metadata=extra)
+                elif fmt == "tflite":
+                    export_tflite(
+                        model,
+                        path,
+                        precision,
+                        representative_images=calibration,
+                        saved_model=serving,
+                        metadata=extra,
+                    )
+                    if precision == "float32":
+                        float32_tflite = path
+                else:
+                    if not os.path.isfile(float32_tflite):
+                        export_tflite(model, float32_tflite, "float32", saved_model=serving)
+                    export_onnx(
+                        model, path, opset=opset, tflite_float32_path=float32_tflite, metadata=extra
+                    )
+            except Exception as error:
+                error.add_note(f"while exporting the {name} artifact ({path})")
+                raise
             written.append((name, fmt, precision, path, time.perf_counter() - started))
     return written
 
@@ -319,6 +343,7 @@ def export_model(
     formats, quantize = _check_formats(formats, quantize)
     check_export_folder(os.fspath(out_dir), overwrite)  # fail before the slow work
     model, source = load_embedding_model(model_or_path)
+    check_finite_weights(model)
     reference = Embedder.from_model(model)
     images, image_source = draw_sample_images(
         num_parity_images + num_calibration_images,

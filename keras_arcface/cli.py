@@ -80,6 +80,10 @@ VERBOSE_HELP = "show full tracebacks and TensorFlow's start-up logs"
 _USER_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.ENAMETOOLONG, errno.ENOTEMPTY}
 
 
+# TensorFlow's own error types (matched by name: the CLI does not import TensorFlow).
+_TF_USER_ERRORS = ("PermissionDeniedError",)
+
+
 def split_verbose(argv):
     """Removes ``--verbose`` from anywhere before ``--``; returns ``(argv, verbose)``.
 
@@ -100,6 +104,8 @@ def is_user_error(error):
         return True
     if isinstance(error, (PermissionError, FileExistsError)):
         return True
+    if type(error).__name__ in _TF_USER_ERRORS and type(error).__module__.startswith("tensorflow"):
+        return True  # e.g. a checkpoint written into a read-only run folder
     return isinstance(error, OSError) and error.errno in _USER_ERRNOS
 
 

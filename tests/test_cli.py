@@ -227,3 +227,22 @@ def test_every_argument_has_a_help_line(name):
         if not action.help or action.help == argparse.SUPPRESS or not action.help.strip():
             missing.append(f"{path} {'/'.join(action.option_strings) or action.dest}")
     assert not missing, f"arguments without a help line: {missing}"
+
+
+def test_convert_failures_are_one_line_naming_the_file(tmp_path, capsys):
+    # Issue 16: a corrupt JPEG under --on-error raise and a non-empty output folder printed
+    # 29-line tracebacks.
+    (tmp_path / "faces" / "ann").mkdir(parents=True)
+    (tmp_path / "faces" / "ann" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not a jpeg")
+    argv = ["convert", "images", str(tmp_path / "faces"), str(tmp_path / "out"), "--quiet"]
+    assert cli.main(argv) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "corrupt image" in err[0] and "broken.jpg" in err[0]
+    assert "--on-error skip" in err[0] and not (tmp_path / "out").exists()
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "thesis.pdf").write_bytes(b"%PDF")
+    argv = ["convert", "images", str(tmp_path / "faces"), str(tmp_path / "mine"), "--quiet"]
+    assert cli.main(argv) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "not empty" in err[0] and "mine" in err[0]
+    assert (tmp_path / "mine" / "thesis.pdf").read_bytes() == b"%PDF"

@@ -107,3 +107,23 @@ def test_overwrite_moves_the_old_content_aside_and_deletes_nothing(models, tmp_p
     assert _artifacts(out) == ["saved_model"] and "saved_model/notes.txt" not in _tree(out)
     (aside,) = [p for p in os.listdir(tmp_path) if p.startswith("mine.replaced-")]
     assert (tmp_path / aside / "saved_model" / "notes.txt").read_text() == "my notes"
+
+
+def test_a_model_with_nan_weights_is_refused_naming_the_weights(tmp_path, capsys):
+    # Issue 16: a NaN-weight model failed inside int8 calibration with no report and no format.
+    from keras_arcface.errors import InputError
+
+    model = _tiny_model(3)
+    kernel, bias = model.get_layer("embedding").get_weights()
+    kernel[0, 0] = np.nan
+    model.get_layer("embedding").set_weights([kernel, bias])
+    (tmp_path / "export").mkdir()
+    (tmp_path / "export" / "keep.txt").write_text("previous")
+    with pytest.raises(InputError, match=r"NaN or Inf weights \(embedding/kernel\)"):
+        _export(model, tmp_path / "new", formats=("tflite",), quantize=("int8",))
+    assert not (tmp_path / "new").exists()
+    model_path = tmp_path / "nan.keras"
+    model.save(model_path)
+    status = cli_main(["export", str(model_path), "--out", str(tmp_path / "new2")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert status == 2 and len(err) == 1 and "NaN or Inf weights" in err[0]

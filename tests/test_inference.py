@@ -191,3 +191,21 @@ def test_grey_and_sixteen_bit_files_read_as_the_converters_store_them(tmp_path):
     assert load_image(tmp_path / "grey.png").tolist() == [[[0] * 3, [90] * 3, [255] * 3]]
     Image.fromarray(np.array([[200, 32768, 65280]], np.uint16)).save(tmp_path / "grey16.png")
     assert load_image(tmp_path / "grey16.png").tolist() == [[[1] * 3, [128] * 3, [254] * 3]]
+
+
+@pytest.mark.parametrize("suffix", [".keras", ".tflite", ".onnx"])
+def test_random_bytes_named_as_a_model_say_the_file_exists_but_is_damaged(tmp_path, suffix):
+    from keras_arcface.inference.runtimes import ModelFileError
+
+    path = tmp_path / f"model{suffix}"
+    path.write_bytes(np.random.default_rng(0).integers(0, 256, 3000, np.uint8).tobytes())
+    with pytest.raises(ModelFileError, match=r"model\.\w+ exists but .*(not a|could not be)"):
+        Embedder.load(path)
+
+
+def test_a_run_folder_without_a_model_says_what_was_looked_for(tmp_path):
+    from keras_arcface.inference.runtimes import ModelFileError
+
+    (tmp_path / "metrics.csv").write_text("step,loss\n")
+    with pytest.raises(ModelFileError, match=r"looked for saved_model.pb, embedding_best.keras"):
+        Embedder.load(tmp_path)

@@ -6,11 +6,14 @@ already L2-normalized (``Embedder`` normalizes either way). Heavy runtimes (Tens
 onnxruntime) are imported only by the runtime that needs them.
 """
 
+import contextlib
 import os
+import zipfile
 
 import numpy as np
 
 from keras_arcface._deprecation import warn_renamed
+from keras_arcface.errors import InputError
 from keras_arcface.inference.contract import IMAGE_SIZE, METADATA_KEY, read_sidecar
 
 SUPPORTED_FORMATS = (
@@ -83,7 +86,14 @@ class KerasRuntime(_Runtime):
         import keras
 
         _import_custom_objects()
-        model = keras.saving.load_model(path, compile=False)
+        if os.path.isfile(path) and not zipfile.is_zipfile(path):
+            raise ModelFileError(
+                f"{os.fspath(path)} exists but is not a .keras model: a .keras file is a zip "
+                "archive and this one is not (damaged, or another format renamed). Export or "
+                f"save the model again. Received: path={os.fspath(path)!r}"
+            )
+        with _opening(path, "a Keras (.keras)"):
+            model = keras.saving.load_model(path, compile=False)
         return cls(model, path=os.fspath(path))
 
     def __call__(self, batch):
@@ -121,7 +131,8 @@ class SavedModelRuntime(_Runtime):
         import tensorflow as tf
 
         self.path = os.fspath(path)
-        self._loaded = tf.saved_model.load(self.path)
+        with _opening(self.path, "a SavedModel"):
+            self._loaded = tf.saved_model.load(self.path)
         if signature not in self._loaded.signatures:
             raise ValueError(
                 f"The SavedModel has no signature {signature!r}; it has "
@@ -204,8 +215,9 @@ class TFLiteRuntime(_Runtime):
         except ImportError as error:
             raise _missing("ai-edge-litert", error) from error
         self.path = os.fspath(path)
-        self._interpreter = Interpreter(model_path=self.path, num_threads=num_threads)
-        self._interpreter.allocate_tensors()
+        with _opening(self.path, "a TFLite (.tflite)"):
+            self._interpreter = Interpreter(model_path=self.path, num_threads=num_threads)
+            self._interpreter.allocate_tensors()
         inputs = self._interpreter.get_input_details()
         outputs = self._interpreter.get_output_details()
         if len(inputs) != 1 or len(outputs) != 1:
@@ -276,9 +288,10 @@ class OnnxRuntime(_Runtime):
         options = onnxruntime.SessionOptions()
         if num_threads:
             options.intra_op_num_threads = int(num_threads)
-        self._session = onnxruntime.InferenceSession(
-            self.path, options, providers=["CPUExecutionProvider"]
-        )
+        with _opening(self.path, "an ONNX (.onnx)"):
+            self._session = onnxruntime.InferenceSession(
+                self.path, options, providers=["CPUExecutionProvider"]
+            )
         inputs, outputs = self._session.get_inputs(), self._session.get_outputs()
         if len(inputs) != 1 or len(outputs) != 1:
             raise ValueError(
@@ -324,6 +337,8 @@ def resolve_model_path(path):
     if not os.path.exists(path):
         raise FileNotFoundError(f"No model at this path. Received: path={path!r}")
     if os.path.isdir(path):
+        looked_for = ("saved_model.pb", "embedding_best.keras", "embedding_latest.keras")
+        looked_for += (os.path.join("saved_model", "saved_model.pb"),)
         if os.path.isfile(os.path.join(path, "saved_model.pb")):
             return "saved_model", path
         for name in ("embedding_best.keras", "embedding_latest.keras"):
@@ -331,6 +346,11 @@ def resolve_model_path(path):
                 return "keras", os.path.join(path, name)
         if os.path.isfile(os.path.join(path, "saved_model", "saved_model.pb")):
             return "saved_model", os.path.join(path, "saved_model")
+        raise ModelFileError(
+            f"No model in the folder {path}: looked for {', '.join(looked_for)}. A run folder "
+            "has them once training saved a model; otherwise pass the .keras, .tflite or .onnx "
+            f"file itself. Supported: {'; '.join(SUPPORTED_FORMATS)}. Received: path={path!r}"
+        )
     else:
         suffix = os.path.splitext(path)[1].lower()
         formats = {".keras": "keras", ".tflite": "tflite", ".onnx": "onnx"}
@@ -360,6 +380,26 @@ def open_runtime(path, num_threads=None):
     if kind == "tflite":
         return TFLiteRuntime(concrete, num_threads=num_threads)
     return OnnxRuntime(concrete, num_threads=num_threads)
+
+
+class ModelFileError(InputError):
+    """A model file or folder that cannot be opened as the format it claims."""
+
+
+@contextlib.contextmanager
+def _opening(path, format_name):
+    """Turns a runtime's failure to open a damaged file into one clear error naming it."""
+    try:
+        yield
+    except (ImportError, InputError):
+        raise  # a missing runtime (install hint) or our own checks
+    except Exception as error:  # every runtime has its own error types for a bad file
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
+        raise ModelFileError(
+            f"{os.fspath(path)} exists but could not be opened as {format_name} model "
+            f"({type(error).__name__}: {first}). The file is damaged or is not such a model; "
+            f"export it again. Received: path={os.fspath(path)!r}"
+        ) from error
 
 
 __all__ = [
