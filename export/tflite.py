@@ -24,6 +24,7 @@ from keras_arcface.inference.contract import (
     sidecar_path,
     write_json_atomic,
 )
+from keras_arcface.models.grouped_conv2d import GroupedConv2D, native_grouped_convolution
 
 QUANTIZATIONS = ("float32", "float16", "dynamic", "int8")
 
@@ -103,7 +104,6 @@ def convert_tflite(model, quantization="float32", *, representative_images=None,
     Example:
     >>> data = convert_tflite(backbone, "int8", representative_images=faces)  # doctest: +SKIP
     """
-    import tensorflow as tf
 
     check_quantization(quantization)
     image_size, _ = check_embedding_model(model)
@@ -113,17 +113,30 @@ def convert_tflite(model, quantization="float32", *, representative_images=None,
             "(representative_images, or --data / --bin on the command line). "
             "Received: representative_images=None"
         )
-    if saved_model is None:
-        with tempfile.TemporaryDirectory() as scratch:
+    if saved_model is None or _has_grouped_convolutions(model):
+        # Grouped convolutions convert to one TFLite CONV_2D only when traced as such; the
+        # SavedModel for TensorFlow itself keeps the depthwise form its CPU kernels can run.
+        with tempfile.TemporaryDirectory() as scratch, native_grouped_convolution():
             write_serving_saved_model(model, scratch)
-            return convert_tflite(
-                model,
-                quantization,
-                representative_images=representative_images,
-                saved_model=scratch,
-            )
+            return _convert(os.fspath(scratch), quantization, representative_images, image_size)
+    return _convert(os.fspath(saved_model), quantization, representative_images, image_size)
+
+
+def _has_grouped_convolutions(model):
+    return any(isinstance(layer, GroupedConv2D) for layer in _all_layers(model))
+
+
+def _all_layers(model):
+    for layer in getattr(model, "layers", []):
+        yield layer
+        yield from _all_layers(layer)
+
+
+def _convert(saved_model, quantization, representative_images, image_size):
+    import tensorflow as tf
+
     converter = tf.lite.TFLiteConverter.from_saved_model(
-        os.fspath(saved_model), signature_keys=["serving_default"]
+        saved_model, signature_keys=["serving_default"]
     )
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     if quantization != "float32":
