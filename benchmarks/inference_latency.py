@@ -1,24 +1,28 @@
-"""Inference latency and throughput of every export format, side by side.
+"""Inference latency and throughput of every export format, side by side with PyTorch.
 
 For each backbone (default mbf and r50) the script exports the embedding model to SavedModel,
-TFLite (float32, float16, int8) and ONNX, then times each runtime on the same float32 batch:
-latency is the median time of one batch-1 call (ms), throughput is images per second at
-batch 32 (median over repeats). The Keras model runs through ``predict_on_batch``. Only the
-model call is timed (no image decoding). Compared with the PyTorch reference implementation
-measured on this machine type (2 threads, same CPU type). Targets: TFLite float32 mbf batch-1
-latency <= 15 ms; the best exported format beats PyTorch.
+TFLite (float32, float16, int8) and ONNX, and builds the InsightFace PyTorch reference of the
+same architecture (``keras_arcface.models.torch_reference``, wrapped to the same contract:
+NHWC pixels 0..255 in, L2-normalised embeddings out) twice: eager PyTorch and its
+``torch.onnx`` export (same opset) run by the same onnxruntime class and thread settings as
+ours. Then, round after round, every runtime in turn times batch-1 calls (median latency, ms)
+and batch-32 calls (img/s) on the same float32 images; each figure is the median over rounds.
+Only the model call is timed. Ratios (> 1: this package faster):
+
+* Keras and SavedModel against eager PyTorch (batch 1 and 32);
+* ONNX and TFLite against the reference's ONNX in onnxruntime (batch 1 and 32).
+
+Without torch it prints this package's numbers alone and says so.
 
 Usage:
-    python benchmarks/inference_latency.py [--models mbf,r50] [--repeats 20] [--threads 2]
+    python benchmarks/inference_latency.py [--models mbf,r50] [--rounds 5] [--threads 2]
 
 Prints a markdown table and writes benchmarks/results/inference_latency.json.
 """
 
 import argparse
 import datetime
-import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -27,13 +31,27 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
+from _reference import (  # noqa: E402
+    TORCH_MISSING,
+    export_torch_onnx,
+    import_torch,
+    load_average,
+    torch_eager_runner,
+    torch_inference_model,
+)
+from _results import machine_info, write_json  # noqa: E402
 
-from keras_arcface._io import atomic_write_json
-
-# PyTorch reference implementation on this machine type: img/s at batch 32 and 1, fp32.
-PYTORCH_REFERENCE = {"r50": {"b32": 7.2, "b1": 6.7}, "mbf": {"b32": 49.0, "b1": 28.0}}
 FORMATS = ("keras", "saved_model", "tflite_float32", "tflite_float16", "tflite_int8", "onnx")
-MBF_TFLITE_FP32_TARGET_MS = 15.0
+REFERENCE_ARCHS = ("mbf", "r18", "r34", "r50")
+# Which reference runtime each format is compared with.
+COMPARED_WITH = {
+    "keras": "pytorch_eager",
+    "saved_model": "pytorch_eager",
+    "onnx": "pytorch_onnx",
+    "tflite_float32": "pytorch_onnx",
+    "tflite_float16": "pytorch_onnx",
+    "tflite_int8": "pytorch_onnx",
+}
 
 
 def _size_mb(path):
@@ -46,7 +64,7 @@ def _size_mb(path):
     return total / 2**20
 
 
-def _export(model, fmt, workdir, calibration):
+def _export(model, fmt, workdir, calibration, opset):
     from keras_arcface.export.onnx import export_onnx
     from keras_arcface.export.saved_model import export_saved_model
     from keras_arcface.export.tflite import export_tflite
@@ -64,14 +82,14 @@ def _export(model, fmt, workdir, calibration):
     fp32 = os.path.join(workdir, "model_float32.tflite")
     if not os.path.isfile(fp32):
         export_tflite(model, fp32, "float32", saved_model=saved)
-    return export_onnx(model, os.path.join(workdir, "model.onnx"), tflite_float32_path=fp32)
+    return export_onnx(
+        model, os.path.join(workdir, "model.onnx"), opset=opset, tflite_float32_path=fp32
+    )
 
 
-def _time(run, batch, repeats, warmup=3):
-    for _ in range(warmup):
-        run(batch)
+def _median_call(run, batch, calls):
     times = []
-    for _ in range(repeats):
+    for _ in range(calls):
         start = time.perf_counter()
         run(batch)
         times.append(time.perf_counter() - start)
@@ -95,92 +113,123 @@ def _runtime(fmt, model, path, threads):
     return OnnxRuntime(path, num_threads=threads)
 
 
-def benchmark_model(name, formats, repeats, threads, calibration):
-    """Exports ``name`` to every format and times each; returns one row per format."""
+def build_runtimes(name, formats, workdir, threads, calibration, torch, opset):
+    """``{runtime name: (run, size MB, export seconds)}`` for ours and the reference."""
+    from keras_arcface.inference.runtimes import OnnxRuntime
     from keras_arcface.models import get_backbone
 
     model = get_backbone(name)
+    runtimes = {}
+    for fmt in formats:
+        started = time.perf_counter()
+        path = None if fmt == "keras" else _export(model, fmt, workdir, calibration, opset)
+        seconds = time.perf_counter() - started
+        size = None if path is None else round(_size_mb(path), 2)
+        runtimes[fmt] = (_runtime(fmt, model, path, threads), size, round(seconds, 1))
+        print(f"  {name} {fmt}: exported in {seconds:.1f} s", file=sys.stderr, flush=True)
+    if torch is not None and name in REFERENCE_ARCHS:
+        reference = torch_inference_model(torch, name)
+        runtimes["pytorch_eager"] = (torch_eager_runner(torch, reference), None, 0.0)
+        started = time.perf_counter()
+        path = export_torch_onnx(torch, reference, os.path.join(workdir, "torch.onnx"), opset)
+        seconds = round(time.perf_counter() - started, 1)
+        onnx_runtime = OnnxRuntime(path, num_threads=threads)
+        runtimes["pytorch_onnx"] = (onnx_runtime, round(_size_mb(path), 2), seconds)
+    return runtimes
+
+
+def time_interleaved(runtimes, rounds, calls, images):
+    """Every runtime in turn, ``rounds`` times: median batch-1 and batch-32 seconds per round."""
+    batch1, batch32 = images[:1], images
+    timings = {name: {"b1": [], "b32": []} for name in runtimes}
+    for run, _, _ in runtimes.values():  # warm-up: first calls allocate and trace
+        for _ in range(2):
+            run(batch1)
+        run(batch32)
+    for _ in range(rounds):
+        for name, (run, _, _) in runtimes.items():
+            timings[name]["b1"].append(_median_call(run, batch1, calls))
+            timings[name]["b32"].append(_median_call(run, batch32, max(1, calls // 4)))
+    return timings
+
+
+def benchmark_model(name, formats, args, calibration, torch):
+    """Exports ``name`` to every format, builds the reference, times all interleaved."""
     rng = np.random.default_rng(0)
-    batch1 = rng.uniform(0, 255, (1, 112, 112, 3)).astype(np.float32)
-    batch32 = rng.uniform(0, 255, (32, 112, 112, 3)).astype(np.float32)
-    rows = []
+    images = rng.uniform(0, 255, (args.batch_size, 112, 112, 3)).astype(np.float32)
     with tempfile.TemporaryDirectory() as workdir:
-        for fmt in formats:
-            started = time.perf_counter()
-            path = None if fmt == "keras" else _export(model, fmt, workdir, calibration)
-            export_seconds = time.perf_counter() - started
-            runtime = _runtime(fmt, model, path, threads)
-            latency = _time(runtime, batch1, repeats)
-            throughput_time = _time(runtime, batch32, max(3, repeats // 4))
-            rows.append(
-                {
-                    "model": name,
-                    "format": fmt,
-                    "size_mb": None if path is None else round(_size_mb(path), 2),
-                    "export_seconds": round(export_seconds, 1),
-                    "latency_b1_ms": round(1000 * latency, 2),
-                    "b1_img_per_s": round(1 / latency, 1),
-                    "throughput_b32_img_per_s": round(32 / throughput_time, 1),
-                }
-            )
-            print(f"  {name} {fmt}: {rows[-1]}", file=sys.stderr, flush=True)
-            del runtime
+        runtimes = build_runtimes(
+            name, formats, workdir, args.threads, calibration, torch, args.opset
+        )
+        load_before = load_average()
+        timings = time_interleaved(runtimes, args.rounds, args.calls, images)
+        load_after = load_average()
+    rows = []
+    for runtime, (_, size, seconds) in runtimes.items():
+        b1 = statistics.median(timings[runtime]["b1"])
+        b32 = statistics.median(timings[runtime]["b32"])
+        rows.append(
+            {
+                "model": name,
+                "format": runtime,
+                "size_mb": size,
+                "export_seconds": seconds,
+                "latency_b1_ms": round(1000 * b1, 2),
+                "latency_b1_ms_rounds": [round(1000 * t, 2) for t in timings[runtime]["b1"]],
+                "b1_img_per_s": round(1 / b1, 1),
+                "throughput_b32_img_per_s": round(args.batch_size / b32, 1),
+                "b32_img_per_s_rounds": [
+                    round(args.batch_size / t, 1) for t in timings[runtime]["b32"]
+                ],
+                "load_average_before": load_before,
+                "load_average_after": load_after,
+            }
+        )
+    _add_ratios(rows)
     return rows
+
+
+def _add_ratios(rows):
+    by_format = {row["format"]: row for row in rows}
+    for row in rows:
+        reference = by_format.get(COMPARED_WITH.get(row["format"]))
+        if reference is None:
+            continue
+        row["compared_with"] = reference["format"]
+        row["ratio_b1"] = round(reference["latency_b1_ms"] / row["latency_b1_ms"], 3)
+        row["ratio_b32"] = round(
+            row["throughput_b32_img_per_s"] / reference["throughput_b32_img_per_s"], 3
+        )
 
 
 def _table(rows):
     lines = [
-        "| model | format | size (MB) | latency b1 (ms, median) | b1 img/s | b32 img/s "
-        "| vs PyTorch b1 | vs PyTorch b32 |",
-        "|---|---|---|---|---|---|---|---|",
+        "| model | runtime | size (MB) | latency b1 (ms) | b32 img/s | compared with "
+        "| ratio b1 | ratio b32 | load before / after |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        ref = PYTORCH_REFERENCE.get(r["model"])
-        b1 = f"{r['b1_img_per_s'] / ref['b1']:.1f}x" if ref else "-"
-        b32 = f"{r['throughput_b32_img_per_s'] / ref['b32']:.1f}x" if ref else "-"
         size = "-" if r["size_mb"] is None else f"{r['size_mb']:.1f}"
+        ratio_b1 = f"{r['ratio_b1']:.2f}x" if "ratio_b1" in r else "-"
+        ratio_b32 = f"{r['ratio_b32']:.2f}x" if "ratio_b32" in r else "-"
         lines.append(
             f"| {r['model']} | {r['format']} | {size} | {r['latency_b1_ms']:.2f} | "
-            f"{r['b1_img_per_s']:.1f} | {r['throughput_b32_img_per_s']:.1f} | {b1} | {b32} |"
-        )
-    for name, ref in PYTORCH_REFERENCE.items():
-        lines.append(
-            f"| {name} | PyTorch reference | - | {1000 / ref['b1']:.1f} | {ref['b1']} | "
-            f"{ref['b32']} | 1.0x | 1.0x |"
+            f"{r['throughput_b32_img_per_s']:.1f} | {r.get('compared_with', '-')} | "
+            f"{ratio_b1} | {ratio_b32} | {r['load_average_before']} / "
+            f"{r['load_average_after']} |"
         )
     return "\n".join(lines)
-
-
-def _verdicts(rows):
-    out = {}
-    mbf = [r for r in rows if r["model"] == "mbf" and r["format"] == "tflite_float32"]
-    if mbf:
-        out["mbf_tflite_fp32_b1_ms"] = mbf[0]["latency_b1_ms"]
-        out["mbf_tflite_fp32_target_met"] = mbf[0]["latency_b1_ms"] <= MBF_TFLITE_FP32_TARGET_MS
-    for name, ref in PYTORCH_REFERENCE.items():
-        exported = [r for r in rows if r["model"] == name and r["format"] != "keras"]
-        if exported:
-            best_b1 = max(exported, key=lambda r: r["b1_img_per_s"])
-            best_b32 = max(exported, key=lambda r: r["throughput_b32_img_per_s"])
-            out[f"{name}_best_b1"] = [best_b1["format"], best_b1["b1_img_per_s"], ref["b1"]]
-            out[f"{name}_best_b32"] = [
-                best_b32["format"],
-                best_b32["throughput_b32_img_per_s"],
-                ref["b32"],
-            ]
-            out[f"{name}_beats_pytorch"] = (
-                best_b1["b1_img_per_s"] > ref["b1"]
-                and best_b32["throughput_b32_img_per_s"] > ref["b32"]
-            )
-    return out
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="mbf,r50")
     parser.add_argument("--formats", default=",".join(FORMATS))
-    parser.add_argument("--repeats", type=int, default=20, help="batch-1 timing repeats")
-    parser.add_argument("--threads", type=int, default=2, help="LiteRT/onnxruntime threads")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds")
+    parser.add_argument("--calls", type=int, default=8, help="batch-1 calls per round")
+    parser.add_argument("--batch-size", type=int, default=32, help="the throughput batch")
+    parser.add_argument("--threads", type=int, default=2, help="threads of every runtime")
+    parser.add_argument("--opset", type=int, default=17, help="ONNX opset of both exports")
     parser.add_argument("--calibration-images", type=int, default=16)
     parser.add_argument(
         "--out",
@@ -189,47 +238,45 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     import keras
+    import onnxruntime
     import tensorflow as tf
 
     from keras_arcface.data import render_identities
 
+    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+    torch = import_torch(args.threads)
+    if torch is None:
+        print(TORCH_MISSING, file=sys.stderr)
+    machine = machine_info(
+        tensorflow=tf.__version__,
+        keras=keras.__version__,
+        onnxruntime=onnxruntime.__version__,
+        torch=getattr(torch, "__version__", None),
+    )
     calibration = render_identities(
         max(1, args.calibration_images // 4), 4, seed=0, heldout=True, num_workers=1
     )[0].astype(np.float32)
     rows = []
     for name in args.models.split(","):
-        rows += benchmark_model(
-            name, args.formats.split(","), args.repeats, args.threads, calibration
-        )
+        rows += benchmark_model(name, args.formats.split(","), args, calibration, torch)
     table = _table(rows)
-    verdicts = _verdicts(rows)
+    print(f"\n{machine['cpu']}, {args.threads} threads, median of {args.rounds} rounds")
+    if torch is None:
+        print(TORCH_MISSING)
     print(table)
-    print("\n" + json.dumps(verdicts, indent=1))
-    import ai_edge_litert
-    import onnxruntime
-
-    result = {
-        "benchmark": "inference_latency",
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "command": " ".join([os.path.basename(sys.executable), *sys.argv]),
-        "machine": {
-            "platform": platform.platform(),
-            "processor": platform.processor(),
-            "cpu_count": os.cpu_count(),
-            "load_average_at_end": os.getloadavg(),
-            "python": platform.python_version(),
-            "tensorflow": tf.__version__,
-            "keras": keras.__version__,
-            "onnxruntime": onnxruntime.__version__,
-            "ai_edge_litert": getattr(ai_edge_litert, "__version__", "unknown"),
+    write_json(
+        args.out,
+        {
+            "benchmark": "inference_latency",
+            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "command": " ".join(["python", "benchmarks/inference_latency.py", *sys.argv[1:]]),
+            "machine": machine,
+            "threads": args.threads,
+            "opset": args.opset,
+            "rows": rows,
+            "table": table,
         },
-        "threads": args.threads,
-        "rows": rows,
-        "pytorch_reference": PYTORCH_REFERENCE,
-        "verdicts": verdicts,
-        "table": table,
-    }
-    atomic_write_json(args.out, result)
+    )
     print(f"\nWrote {args.out}")
     return 0
 
