@@ -91,7 +91,7 @@ def torch_training_step(torch, arch, images, labels, num_classes):
     Args:
         torch: the torch module.
         arch: "mbf" or an iResNet name.
-        images: float32 ``[B, S, S, 3]`` pixels 0..255 (NumPy); normalised and made NCHW once.
+        images: float32 ``[B, S, S, 3]`` pixels 0..255 (NumPy); normalized and made NCHW once.
         labels: int ``[B]`` class ids.
         num_classes: classifier width.
     """
@@ -114,10 +114,10 @@ def torch_training_step(torch, arch, images, labels, num_classes):
 
 
 def torch_inference_model(torch, arch):
-    """The reference network for inference: NHWC 0..255 in, L2-normalised embeddings out.
+    """The reference network for inference: NHWC 0..255 in, L2-normalized embeddings out.
 
-    The same contract as this package's exported models (the normalisation, the layout
-    change and the L2 normalisation happen inside), so both sides do the same work and the
+    The same contract as this package's exported models (the normalization, the layout
+    change and the L2 normalization happen inside), so both sides do the same work and the
     ONNX export of it runs under the same onnxruntime settings as ours.
     """
     from keras_arcface.models.torch_reference import torch_reference

@@ -3,7 +3,7 @@
 For each backbone (default mbf and r50) the script exports the embedding model to SavedModel,
 TFLite (float32, float16, int8) and ONNX, and builds the InsightFace PyTorch reference of the
 same architecture (``keras_arcface.models.torch_reference``, wrapped to the same contract:
-NHWC pixels 0..255 in, L2-normalised embeddings out) twice: eager PyTorch and its
+NHWC pixels 0..255 in, L2-normalized embeddings out) twice: eager PyTorch and its
 ``torch.onnx`` export (same opset) run by the same onnxruntime class and thread settings as
 ours. Then, round after round, every runtime in turn times batch-1 calls (median latency, ms)
 and batch-32 calls (img/s) on the same float32 images; each figure is the median over rounds.
