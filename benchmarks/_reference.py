@@ -27,6 +27,14 @@ def import_torch(threads):
     return torch
 
 
+def set_tensorflow_threads(tf, threads):
+    """Sets TensorFlow's intra-op threads; a no-op once TensorFlow has started (in tests)."""
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(int(threads))
+    except RuntimeError:
+        pass
+
+
 def load_average():
     """The 1-minute load average (other work on the cores skews absolute numbers)."""
     return round(os.getloadavg()[0], 2)

@@ -46,6 +46,7 @@ from _reference import (  # noqa: E402
     import_torch,
     interleaved,
     load_average,
+    set_tensorflow_threads,
     torch_eager_runner,
     torch_inference_model,
     torch_training_step,
@@ -191,7 +192,7 @@ def main(argv=None):
         default=os.path.join(os.path.dirname(__file__), "results", "backbone_throughput.json"),
     )
     args = parser.parse_args(argv)
-    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+    set_tensorflow_threads(tf, args.threads)
     torch = import_torch(args.threads)
     if torch is None:
         print(TORCH_MISSING, file=sys.stderr)

@@ -36,6 +36,7 @@ from _reference import (  # noqa: E402
     export_torch_onnx,
     import_torch,
     load_average,
+    set_tensorflow_threads,
     torch_eager_runner,
     torch_inference_model,
 )
@@ -243,7 +244,7 @@ def main(argv=None):
 
     from keras_arcface.data import render_identities
 
-    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+    set_tensorflow_threads(tf, args.threads)
     torch = import_torch(args.threads)
     if torch is None:
         print(TORCH_MISSING, file=sys.stderr)

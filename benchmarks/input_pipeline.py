@@ -26,7 +26,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -36,6 +35,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from _results import machine_info  # noqa: E402
 
 from keras_arcface.data import make_dataset, read_manifest  # noqa: E402
 from keras_arcface.data.schema import KEY_ENCODED, feature_spec, shard_paths  # noqa: E402
@@ -98,6 +98,12 @@ def main(argv=None):
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--batches", type=int, default=60)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--output",
+        default=os.path.join(
+            os.path.dirname(os.path.abspath(__file__)), "results", "input_pipeline.json"
+        ),
+    )
     args = parser.parse_args(argv)
     data_dir = args.data or build_dataset(
         tempfile.mkdtemp(prefix="input_pipeline_"), args.images, args.identities
@@ -110,9 +116,11 @@ def main(argv=None):
             data_dir, args.batch_size, seed=0, deterministic=False
         ),
     }
+    machine = machine_info(tensorflow=tf.__version__)
+    load_before = round(os.getloadavg()[0], 2)
     rates = {name: [] for name in pipelines}
     cpu_ms = {name: [] for name in pipelines}
-    for _ in range(args.repeats):
+    for _ in range(args.repeats):  # interleaved: load drift hits every pipeline alike
         for name, build in pipelines.items():
             images_per_s, ms = rate(build(), args.batch_size, args.warmup, args.batches)
             rates[name].append(images_per_s)
@@ -126,7 +134,8 @@ def main(argv=None):
     bare = medians["bare decode"]
     print(
         f"\n{manifest['num_images']} images of 112x112 JPEG, batch {args.batch_size}, "
-        f"{os.cpu_count()} CPUs\n"
+        f"{os.cpu_count()} CPUs ({machine['cpu']}), load average before / after "
+        f"{load_before} / {round(os.getloadavg()[0], 2)}\n"
     )
     cores = os.cpu_count() or 1
     print(
@@ -142,13 +151,9 @@ def main(argv=None):
         )
     result = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "machine": {
-            "platform": platform.platform(),
-            "cpus": os.cpu_count(),
-            "python": sys.version.split()[0],
-            "tensorflow": tf.__version__,
-            "load_average": list(os.getloadavg()),
-        },
+        "machine": machine,
+        "load_average_before": load_before,
+        "load_average_after": round(os.getloadavg()[0], 2),
         "command": " ".join(["python", "benchmarks/input_pipeline.py", *(argv or sys.argv[1:])]),
         "num_images": manifest["num_images"],
         "mean_jpeg_bytes": float(
@@ -170,10 +175,8 @@ def main(argv=None):
         "ratio_to_bare_decode_best": bests["make_dataset (training)"] / bests["bare decode"],
         "targets": {"img_per_s": 3000, "ratio_to_bare_decode": 0.8},
     }
-    path = os.path.join(
-        os.path.dirname(os.path.abspath(__file__)), "results", "input_pipeline.json"
-    )
-    os.makedirs(os.path.dirname(path), exist_ok=True)
+    path = args.output
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path, "w") as handle:
         json.dump(result, handle, indent=2)
     print(f"\nwrote {path}")

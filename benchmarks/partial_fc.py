@@ -81,7 +81,7 @@ def _speedup(row):
     return "n/a (1.0 not run)" if value is None else f"{value:.2f}x"
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--num-classes", type=int, default=1_000_000)
     parser.add_argument("--dim", type=int, default=512)
@@ -96,7 +96,7 @@ def main():
     )
     parser.add_argument("--one", type=float, help=argparse.SUPPRESS)
     parser.add_argument("--out", default=os.path.join(HERE, "results", "partial_fc.json"))
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.one is not None:
         result = run_one(args.num_classes, args.dim, args.batch, args.one, args.steps, args.warmup)
         print(json.dumps(result))
@@ -155,7 +155,7 @@ def main():
         "benchmark": "partial_fc",
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "machine": machine_info(),
-        "command": " ".join([os.path.basename(sys.executable)] + sys.argv),
+        "command": " ".join(["python", "benchmarks/partial_fc.py", *(argv or sys.argv[1:])]),
         "num_classes": args.num_classes,
         "dim": args.dim,
         "batch": args.batch,

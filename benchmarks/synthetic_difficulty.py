@@ -121,6 +121,11 @@ def main(argv=None):
     parser.add_argument("--reuse", action="store_true", help="reuse the data in --out")
     parser.add_argument("--set", action="append", default=[], metavar="KNOB=VALUE")
     parser.add_argument("--out", default=None, help="keep the generated data here")
+    parser.add_argument(
+        "--output",
+        default=os.path.join(os.path.dirname(__file__), "results", "synthetic_difficulty.json"),
+        help="result JSON",
+    )
     args = parser.parse_args(argv)
     knobs = parse_knobs(args.set)
     out = args.out or tempfile.mkdtemp(prefix="synthetic_difficulty_")
@@ -184,8 +189,8 @@ def main(argv=None):
         "difficulty": summary["difficulty"],
         "results": row,
     }
-    os.makedirs(os.path.join(os.path.dirname(__file__), "results"), exist_ok=True)
-    path = os.path.join(os.path.dirname(__file__), "results", "synthetic_difficulty.json")
+    path = args.output
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path, "w") as handle:
         json.dump(record, handle, indent=2)
     print(f"\nwrote {path}")

@@ -49,17 +49,17 @@ def _data(data_dir, num_identities, images_per_identity):
 def _measure(trainer, steps, warmup):
     iterator = iter(trainer._distributed_dataset(0, 0))
     for _ in range(warmup):
-        float(trainer._train_step(iterator))
+        float(trainer._train_step(iterator)[0])  # (loss, applied)
     start = time.perf_counter()
     for _ in range(steps):
-        float(trainer._train_step(iterator))
+        float(trainer._train_step(iterator)[0])  # (loss, applied)
     seconds = time.perf_counter() - start
     del iterator  # stop this pipeline's background prefetching before the next measurement
     gc.collect()
     return steps * trainer.derived.global_batch_size / seconds
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", help="TFRecord folder (default: generate a small one)")
     parser.add_argument("--backbone", default="small")
@@ -70,7 +70,7 @@ def main():
     parser.add_argument("--identities", type=int, default=50)
     parser.add_argument("--images-per-identity", type=int, default=20)
     parser.add_argument("--out", default=os.path.join(HERE, "results", "training_throughput.json"))
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf
 
@@ -125,7 +125,9 @@ def main():
         "benchmark": "training_throughput",
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "machine": machine_info(),
-        "command": " ".join([os.path.basename(sys.executable)] + sys.argv),
+        "command": " ".join(
+            ["python", "benchmarks/training_throughput.py", *(argv or sys.argv[1:])]
+        ),
         "backbone": args.backbone,
         "batch": args.batch,
         "images_per_second": rates,
