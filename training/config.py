@@ -21,6 +21,7 @@ import math
 import os
 import types
 import typing
+import warnings
 from dataclasses import dataclass, field
 from importlib import resources
 
@@ -132,7 +133,9 @@ class OptimizerConfig:
     """Optimiser.
 
     Args:
-        name: ``"sgd"`` (momentum) or ``"adamw"``. Default ``"sgd"``.
+        name: ``"sgd"`` (momentum), ``"adamw"`` (Adam with decoupled weight decay,
+            Loshchilov & Hutter) or ``"adam"`` (Adam with coupled L2 weight decay, as
+            ``torch.optim.Adam(weight_decay=...)``). Default ``"sgd"``.
         learning_rate: peak learning rate at ``reference_batch_size``. Default 0.1.
         reference_batch_size: when > 0 the learning rate scales linearly with
             ``global_batch / reference_batch_size``; 0 uses ``learning_rate`` as is. Default 0.
@@ -141,7 +144,10 @@ class OptimizerConfig:
         weight_decay: weight decay factor. Default 5e-4 (the paper's).
         weight_decay_mode: ``"coupled"`` adds ``weight_decay * w`` to the gradient before
             momentum (the paper's MXNet SGD, classic L2); ``"decoupled"`` shrinks the weights
-            directly by ``lr * weight_decay * w`` (Keras' and AdamW's). Default ``"coupled"``.
+            directly by ``lr * weight_decay * w`` (Keras' and AdamW's); ``"auto"`` is the
+            optimiser's own: coupled for ``sgd`` and ``adam``, decoupled for ``adamw``.
+            Default ``"auto"``. (``adamw`` with ``coupled`` is the old spelling of ``adam``:
+            it still works, with a ``DeprecationWarning``.)
         beta_1: AdamW first-moment decay. Default 0.9.
         beta_2: AdamW second-moment decay. Default 0.999.
         epsilon: AdamW epsilon. Default 1e-8.
@@ -157,7 +163,7 @@ class OptimizerConfig:
     momentum: float = 0.9
     nesterov: bool = False
     weight_decay: float = 5e-4
-    weight_decay_mode: str = "coupled"
+    weight_decay_mode: str = "auto"
     beta_1: float = 0.9
     beta_2: float = 0.999
     epsilon: float = 1e-8
@@ -323,8 +329,8 @@ class Derived:
 
 CHOICES = {
     "mixed_precision": ("float32", "mixed_float16", "mixed_bfloat16"),
-    "optimizer.name": ("sgd", "adamw"),
-    "optimizer.weight_decay_mode": ("coupled", "decoupled"),
+    "optimizer.name": ("sgd", "adamw", "adam"),
+    "optimizer.weight_decay_mode": ("auto", "coupled", "decoupled"),
     "schedule.name": ("polynomial", "step", "cosine", "constant"),
     "distribution.strategy": ("auto", "default", "mirrored", "multi_worker"),
     "model.init_centers": ("random", "class_mean"),
@@ -441,8 +447,49 @@ def from_dict(values):
     values = dict(values or {})
     values.pop("derived", None)
     config = _from_dict(ExperimentConfig, values)
+    config.optimizer.name, config.optimizer.weight_decay_mode = optimizer_choice(config.optimizer)
     validate(config)
     return config
+
+
+# The weight decay each optimiser name means when weight_decay_mode is "auto".
+DEFAULT_DECAY_MODE = {"sgd": "coupled", "adamw": "decoupled", "adam": "coupled"}
+
+
+def optimizer_choice(optimizer):
+    """The optimiser and weight-decay form an ``OptimizerConfig`` means.
+
+    ``adamw`` is always AdamW (decoupled decay); Adam with coupled L2 is ``adam``. The old
+    spelling of the latter, ``adamw`` with ``weight_decay_mode: coupled``, keeps its meaning
+    with a ``DeprecationWarning``.
+
+    Args:
+        optimizer: an :class:`OptimizerConfig`.
+
+    Returns:
+        ``(name, weight_decay_mode)`` with the mode ``"coupled"`` or ``"decoupled"``.
+
+    Example:
+        >>> optimizer_choice(OptimizerConfig(name="adamw"))
+        ('adamw', 'decoupled')
+    """
+    name, mode = optimizer.name, optimizer.weight_decay_mode
+    if name == "adamw" and mode == "coupled":
+        warnings.warn(
+            "optimizer.name=adamw with optimizer.weight_decay_mode=coupled is Adam with L2 "
+            "weight decay; it is now spelt optimizer.name=adam (adamw means decoupled decay).",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return "adam", "coupled"
+    if name == "adam" and mode == "decoupled":
+        raise ValueError(
+            "Adam with decoupled weight decay is AdamW: set optimizer.name=adamw. "
+            f"Received: optimizer.name={name!r}, optimizer.weight_decay_mode={mode!r}"
+        )
+    if mode == "auto":
+        mode = DEFAULT_DECAY_MODE.get(name, "coupled")
+    return name, mode
 
 
 def to_dict(config):

@@ -39,19 +39,27 @@ def build_optimizer(config, learning_rate):
             global step, also across skipped float16 steps and resumes).
 
     Returns:
-        ``keras.optimizers.SGD`` or ``AdamW``; wrapped in ``keras.optimizers.LossScaleOptimizer``
-        (dynamic loss scaling) under ``mixed_float16``.
+        ``keras.optimizers.SGD``, ``AdamW`` or ``Adam`` (``adam``: its coupled L2 decay is
+        the trainer's loss term, see :func:`coupled_weight_decay`); wrapped in
+        ``keras.optimizers.LossScaleOptimizer`` (dynamic loss scaling) under ``mixed_float16``.
     """
+    from keras_arcface.training.config import optimizer_choice
+
     opt = config.optimizer
-    decoupled = opt.weight_decay if opt.weight_decay_mode == "decoupled" else None
-    if opt.name == "sgd":
+    name, mode = optimizer_choice(opt)
+    decoupled = opt.weight_decay if mode == "decoupled" else None
+    if name == "sgd":
         optimizer = keras.optimizers.SGD(
             learning_rate=learning_rate,
             momentum=opt.momentum,
             nesterov=opt.nesterov,
             weight_decay=decoupled or None,
         )
-    elif opt.name == "adamw":
+    elif name == "adam":
+        optimizer = keras.optimizers.Adam(
+            learning_rate=learning_rate, beta_1=opt.beta_1, beta_2=opt.beta_2, epsilon=opt.epsilon
+        )
+    elif name == "adamw":
         optimizer = keras.optimizers.AdamW(
             learning_rate=learning_rate,
             weight_decay=decoupled or 0.0,
@@ -60,10 +68,20 @@ def build_optimizer(config, learning_rate):
             epsilon=opt.epsilon,
         )
     else:
-        raise ValueError(f"optimizer.name must be sgd or adamw. Received: name={opt.name!r}")
+        raise ValueError(
+            f"optimizer.name must be sgd, adamw or adam. Received: optimizer.name={name!r}"
+        )
     if config.mixed_precision == "mixed_float16":
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     return optimizer
+
+
+def coupled_weight_decay(optimizer_config):
+    """The coupled (L2) decay factor the trainer adds to the loss; 0 for decoupled decay."""
+    from keras_arcface.training.config import optimizer_choice
+
+    _, mode = optimizer_choice(optimizer_config)
+    return optimizer_config.weight_decay if mode == "coupled" else 0.0
 
 
 def coupled_l2_penalty(variables, weight_decay):
@@ -89,7 +107,7 @@ def _tf_value(variable):
 
 
 class CenterOptimizer(tf.Module):
-    """SGD-momentum or AdamW for the class-centre matrix, with sparse (row) updates.
+    """SGD-momentum, AdamW or Adam + L2 for the class-centre matrix, with sparse row updates.
 
     Call :meth:`apply` in a replica context (inside ``strategy.run``) with the replica's
     gradient; it sums the gradient over replicas, then updates the centre matrix on every
@@ -98,12 +116,14 @@ class CenterOptimizer(tf.Module):
 
     Args:
         centers: the centre variable ``[num_classes, D]`` (float32).
-        name: ``"sgd"`` or ``"adamw"``. Default ``"sgd"``.
+        name: ``"sgd"``, ``"adamw"`` or ``"adam"`` (Adam moments with coupled L2).
+            Default ``"sgd"``.
         momentum: SGD momentum. Default 0.9.
         nesterov: Nesterov momentum. Default False.
         weight_decay: decay factor. Default 5e-4.
-        weight_decay_mode: ``"coupled"`` (L2 added to the gradient before momentum) or
-            ``"decoupled"``. Default ``"coupled"``.
+        weight_decay_mode: ``"coupled"`` (L2 added to the gradient before momentum),
+            ``"decoupled"`` or ``"auto"`` (coupled for ``sgd``/``adam``, decoupled for
+            ``adamw``). Default ``"auto"``.
         beta_1, beta_2, epsilon: AdamW moments. Defaults 0.9, 0.999, 1e-8.
 
     Example:
@@ -118,21 +138,26 @@ class CenterOptimizer(tf.Module):
         momentum=0.9,
         nesterov=False,
         weight_decay=5e-4,
-        weight_decay_mode="coupled",
+        weight_decay_mode="auto",
         beta_1=0.9,
         beta_2=0.999,
         epsilon=1e-8,
     ):
+        from keras_arcface.training.config import OptimizerConfig, optimizer_choice
+
         super().__init__(name="center_optimizer")
-        if name not in ("sgd", "adamw"):
-            raise ValueError(f"name must be sgd or adamw. Received: name={name!r}")
-        if weight_decay_mode not in ("coupled", "decoupled"):
+        if name not in ("sgd", "adamw", "adam"):
+            raise ValueError(f"name must be sgd, adamw or adam. Received: name={name!r}")
+        if weight_decay_mode not in ("auto", "coupled", "decoupled"):
             raise ValueError(
-                "weight_decay_mode must be coupled or decoupled. "
+                "weight_decay_mode must be auto, coupled or decoupled. "
                 f"Received: weight_decay_mode={weight_decay_mode!r}"
             )
+        name, weight_decay_mode = optimizer_choice(
+            OptimizerConfig(name=name, weight_decay_mode=weight_decay_mode)
+        )
         self.centers = _tf_value(centers)
-        self.kind = name
+        self.kind = "sgd" if name == "sgd" else "adamw"  # adam and adamw share the moments
         self.momentum = float(momentum)
         self.nesterov = bool(nesterov)
         self.weight_decay = float(weight_decay)
@@ -145,21 +170,24 @@ class CenterOptimizer(tf.Module):
             self.slot_1 = tf.Variable(tf.zeros(shape), trainable=False, name="momentum")
             self.slot_2 = (
                 tf.Variable(tf.zeros(shape), trainable=False, name="velocity")
-                if name == "adamw"
+                if self.kind == "adamw"
                 else None
             )
 
     @classmethod
     def from_config(cls, centers, config):
         """Builds it from an ``ExperimentConfig``'s ``optimizer`` section."""
+        from keras_arcface.training.config import optimizer_choice
+
         opt = config.optimizer
+        name, mode = optimizer_choice(opt)
         return cls(
             centers,
-            name=opt.name,
+            name=name,
             momentum=opt.momentum,
             nesterov=opt.nesterov,
             weight_decay=opt.weight_decay,
-            weight_decay_mode=opt.weight_decay_mode,
+            weight_decay_mode=mode,
             beta_1=opt.beta_1,
             beta_2=opt.beta_2,
             epsilon=opt.epsilon,

@@ -51,6 +51,7 @@ from keras_arcface.training.optimizers import (
     CenterOptimizer,
     build_optimizer,
     coupled_l2_penalty,
+    coupled_weight_decay,
 )
 from keras_arcface.training.strategy import create_strategy, worker_info
 
@@ -374,9 +375,7 @@ class Trainer:
         cfg, derived = self.config, self.derived
         num_replicas = float(self.strategy.num_replicas_in_sync)
         global_batch = float(derived.global_batch_size)
-        coupled_wd = (
-            cfg.optimizer.weight_decay if cfg.optimizer.weight_decay_mode == "coupled" else 0
-        )
+        coupled_wd = coupled_weight_decay(cfg.optimizer)
         # Frozen: no backbone variable is updated and batch norm runs in inference mode, so
         # its moving statistics stay as loaded.
         backbone_vars = [] if frozen else self.backbone.trainable_variables
