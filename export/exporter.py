@@ -107,6 +107,17 @@ def check_finite_weights(model):
         )
 
 
+def _calibration_of(source):
+    """The calibrated threshold in a ``.keras`` model's sidecar, carried into the export."""
+    from keras_arcface.inference.contract import read_sidecar
+
+    if not os.path.isfile(source):  # an in-memory model has no sidecar
+        return {}
+    metadata = read_sidecar(source)
+    keys = ("threshold", "threshold_source", "calibration")
+    return {key: metadata[key] for key in keys if key in metadata}
+
+
 def as_float32_model(model):
     """Returns ``model`` itself, or a float32 copy when it computes in float16/bfloat16.
 
@@ -364,6 +375,8 @@ def export_model(
         # The protocol's threshold is a squared L2 distance d; on unit vectors cos = 1 - d / 2.
         extra["threshold"] = float(1.0 - result["best_threshold"] / 2.0)
         extra["threshold_source"] = f"{os.path.basename(os.fspath(bin_path))} (Keras model)"
+    else:
+        extra.update(_calibration_of(source))
     out_dir = os.fspath(out_dir)
     foreign = check_export_folder(out_dir, overwrite)
     plan = dict(

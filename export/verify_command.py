@@ -14,7 +14,8 @@ def add_arguments(parser):
         "--threshold",
         type=float,
         default=None,
-        help="cosine-similarity threshold (default: the model's calibrated one, else 0.3)",
+        help="cosine-similarity threshold (default: the model's calibrated one, else 0.3, "
+        "an uncalibrated guess)",
     )
 
 
@@ -23,12 +24,15 @@ def main(args):
     from keras_arcface.inference import Embedder
 
     try:
-        embedder = Embedder.load(args.model)
-        threshold = embedder.threshold if args.threshold is None else args.threshold
+        embedder = Embedder.load(args.model, threshold=args.threshold)
+        threshold, source = embedder.threshold, embedder.threshold_source
+        if args.threshold is not None:
+            source = "given with --threshold"
         similarity, same = embedder.verify(args.image_a, args.image_b, threshold=threshold)
     except (ValueError, TypeError, FileNotFoundError, ImportError) as error:
         print(f"keras-arcface verify: error: {error}", file=sys.stderr)
         return 2
     verdict = "same person" if same else "different people"
     print(f"similarity {similarity:.4f} (threshold {threshold:.4f}): {verdict}")
+    print(f"threshold: {source}")
     return 0

@@ -56,6 +56,10 @@ COMMANDS = {
         "keras_arcface.evaluation.eval_command",
         "Evaluate a model (.keras, run folder, SavedModel, .tflite, .onnx) on verification sets.",
     ),
+    "calibrate": (
+        "keras_arcface.evaluation.calibrate_command",
+        "Find a model's cosine threshold for a target FAR (or best accuracy) and store it.",
+    ),
     "export": (
         "keras_arcface.export.export_command",
         "Export the embedding model to SavedModel, TFLite and ONNX behind a parity gate.",

@@ -107,6 +107,8 @@ class LossConfig:
         margin_warmup_steps: blend the margin in linearly over this many first steps
             (target logit ``s * (c + r * (f_m(c) - c))``, ``r`` from 0 to 1), so a small head
             can first separate the classes. Default 0 (full margin from the start).
+        margin_warmup_epochs: the same in epochs; used when ``margin_warmup_steps`` is 0.
+            Default 0.
     """
 
     name: str = "arcface"
@@ -114,6 +116,7 @@ class LossConfig:
     scale: float = 64.0
     loss_kwargs: dict = field(default_factory=dict)
     margin_warmup_steps: int = 0
+    margin_warmup_epochs: float = 0.0
 
 
 @dataclass
@@ -242,6 +245,8 @@ class EvaluationConfig:
         every_steps: verify every this many steps; 0 verifies only at the end. Default 2000.
         flip: fuse the embedding of the horizontally flipped image. Default True.
         batch_size: images per embedding batch. Default 128.
+        every_epochs: verify every this many epochs; overrides ``every_steps`` when > 0.
+            Default 0.
         early_stopping_patience: stop when the mean verification accuracy has not improved
             for this many verifications in a row (``embedding_best.keras`` keeps the best).
             Default 0 (never stop early).
@@ -251,6 +256,7 @@ class EvaluationConfig:
     every_steps: int = 2000
     flip: bool = True
     batch_size: int = 128
+    every_epochs: float = 0.0
     early_stopping_patience: int = 0
 
 
@@ -314,6 +320,8 @@ class Derived:
         total_steps: global steps of the whole run.
         warmup_steps: warm-up length in steps.
         decay_steps: step-decay points in steps.
+        margin_warmup_steps: length of the margin warm-up in steps (0: none).
+        verify_every_steps: verification interval in steps (0: only at the end).
     """
 
     num_replicas: int
@@ -325,6 +333,8 @@ class Derived:
     total_steps: int
     warmup_steps: int
     decay_steps: tuple[int, ...] = ()
+    margin_warmup_steps: int = 0
+    verify_every_steps: int = 0
 
 
 CHOICES = {
@@ -700,6 +710,8 @@ def _check_fine_tuning(config):
     _check_positive("optimizer.backbone_lr_multiplier", config.optimizer.backbone_lr_multiplier)
     _check_positive("schedule.head_warmup_steps", config.schedule.head_warmup_steps, True)
     _check_positive("loss.margin_warmup_steps", config.loss.margin_warmup_steps, True)
+    _check_positive("loss.margin_warmup_epochs", config.loss.margin_warmup_epochs, True)
+    _check_positive("evaluation.every_epochs", config.evaluation.every_epochs, True)
     patience = config.evaluation.early_stopping_patience
     _check_positive("evaluation.early_stopping_patience", patience, allow_zero=True)
     if config.model.init_centers == "class_mean" and not config.model.init_from:
@@ -758,6 +770,11 @@ def resolve(config, num_replicas=1, num_classes=None, num_images=None):
         decay = tuple(int(s) for s in sched.decay_steps)
     else:
         decay = tuple(to_steps(e) for e in sched.decay_epochs)
+    margin_warmup = config.loss.margin_warmup_steps or (
+        to_steps(config.loss.margin_warmup_epochs) if config.loss.margin_warmup_epochs else 0
+    )
+    evaluation = config.evaluation
+    verify_every = to_steps(evaluation.every_epochs) if evaluation.every_epochs else 0
     if warmup >= total:
         raise ConfigError(
             f"The warm-up must be shorter than the run ({total} steps). "
@@ -773,6 +790,8 @@ def resolve(config, num_replicas=1, num_classes=None, num_images=None):
         total_steps=int(total),
         warmup_steps=int(warmup),
         decay_steps=decay,
+        margin_warmup_steps=int(margin_warmup),
+        verify_every_steps=int(verify_every or evaluation.every_steps),
     )
 
 

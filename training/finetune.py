@@ -184,3 +184,33 @@ def write_report(run_dir, report):
 
     with atomic_open(os.path.join(run_dir, "init_from.json")) as handle:
         json.dump(report, handle, indent=2)
+
+
+SMALL_DATASET_CLASSES = 5000
+
+
+def small_dataset_warning(config, num_classes):
+    """A warning when a small dataset meets a large-dataset recipe, else ``None``.
+
+    Large-dataset recipes (scale 64, no augmentation beyond flips, no margin warm-up, no
+    pretrained start) train a model on a few thousand identities or fewer that verifies
+    little better than raw pixels.
+    """
+    if num_classes >= SMALL_DATASET_CLASSES or config.model.init_from:
+        return None
+    augment = config.data.dataset_kwargs.get("augment")
+    augmented = isinstance(augment, dict) and any(
+        augment.get(key) for key in ("crop_resize", "erasing_probability", "brightness")
+    )
+    warmup = config.loss.margin_warmup_steps or config.loss.margin_warmup_epochs
+    if config.loss.scale < 64 and (augmented or warmup):
+        return None
+    return (
+        f"warning: {num_classes} identities is a small dataset, and this config is a "
+        f"large-dataset recipe (scale {config.loss.scale:g}, "
+        f"{'augmentation' if augmented else 'no augmentation'}, "
+        f"{'a' if warmup else 'no'} margin warm-up). Use the shipped experiment for small "
+        "datasets: `keras-arcface train small_dataset data.train_dir=... "
+        "evaluation.bins=[held_out.bin]`, or fine-tune a pretrained model with "
+        "model.init_from=MODEL (docs/training.md, 'Small datasets and fine-tuning')."
+    )

@@ -102,6 +102,11 @@ def main(args):
         print(f"keras-arcface train: {error}", file=sys.stderr)
         return 2
     d = trainer.derived
+    from keras_arcface.training.finetune import small_dataset_warning
+
+    advice = small_dataset_warning(cfg, d.num_classes) if not args.resume else None
+    if advice and trainer.is_chief:
+        print(f"keras-arcface train: {advice}", file=sys.stderr)
     if trainer.is_chief:
         where = f"resumed from {trainer.restored_from}" if trainer.restored_from else "new run"
         print(

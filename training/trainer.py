@@ -314,7 +314,7 @@ class Trainer:
         return rate if multiplier == 1.0 else rate * multiplier
 
     def _logits_fn(self):
-        warmup = self.config.loss.margin_warmup_steps
+        warmup = self.derived.margin_warmup_steps
         if not warmup:
             return self.loss.logits
         return finetune.margin_warmup(self.loss.logits, self.loss.scale, lambda: self.step, warmup)
@@ -482,7 +482,7 @@ class Trainer:
                         bar.update(1)
                     log_now = step % cfg.logging.every_steps == 0 or step == derived.total_steps
                     verify_now = self.verifier is not None and (
-                        (cfg.evaluation.every_steps and step % cfg.evaluation.every_steps == 0)
+                        (derived.verify_every_steps and step % derived.verify_every_steps == 0)
                         or step == derived.total_steps
                     )
                     if verify_now:

@@ -1,5 +1,7 @@
 """``Embedder``: one inference API over every keras-arcface model format."""
 
+import warnings
+
 import numpy as np
 
 from keras_arcface._deprecation import renamed_function
@@ -26,6 +28,12 @@ def l2_normalize(embeddings, epsilon=1e-12):
 l2_normalise = renamed_function(l2_normalize, "l2_normalise")
 
 
+UNCALIBRATED = (
+    f"the uncalibrated default {DEFAULT_THRESHOLD}: a guess, not measured for this model "
+    "(run `keras-arcface calibrate MODEL --bin PAIRS.bin [--far 1e-3]`)"
+)
+
+
 class Embedder:
     """Computes L2-normalized face embeddings with a model in any supported format.
 
@@ -39,7 +47,8 @@ class Embedder:
         runtime: A runtime from ``keras_arcface.inference.runtimes`` (use ``load`` or
             ``from_model`` instead of building one by hand).
         threshold: Cosine-similarity threshold used by ``verify``; default: the one recorded in
-            the model's metadata by ``keras-arcface export --bin``, else 0.3.
+            the model's metadata (``keras-arcface calibrate``, or ``export --bin``), else 0.3,
+            an uncalibrated guess. ``threshold_source`` says which one is in use.
         batch_size: Images per forward pass, 32.
 
     Example:
@@ -54,8 +63,14 @@ class Embedder:
             raise ValueError(f"Expected batch_size >= 1. Received: batch_size={batch_size}")
         self.runtime = runtime
         self.batch_size = int(batch_size)
-        if threshold is None:
-            threshold = runtime.metadata.get("threshold", DEFAULT_THRESHOLD)
+        if threshold is not None:
+            self.threshold_source = "given by the caller"
+        elif "threshold" in runtime.metadata:
+            threshold = runtime.metadata["threshold"]
+            self.threshold_source = runtime.metadata.get("threshold_source", "model metadata")
+        else:
+            threshold = DEFAULT_THRESHOLD
+            self.threshold_source = UNCALIBRATED
         self.threshold = _check_threshold(threshold)
 
     @classmethod
@@ -134,8 +149,10 @@ class Embedder:
         """Decides whether two faces belong to one person.
 
         The similarity is the cosine of the two embeddings; the pair matches when it is at least
-        ``threshold``. Calibrate the threshold on your own pairs (``keras-arcface eval`` reports
-        the best one; cosine = 1 - squared_L2_distance / 2).
+        ``threshold``. The threshold in use and where it comes from are ``self.threshold`` and
+        ``self.threshold_source``; with neither a calibrated threshold in the model's metadata
+        nor an explicit one, the default 0.3 is a guess and a ``UserWarning`` says so.
+        Calibrate with ``keras-arcface calibrate MODEL --bin PAIRS.bin [--far 1e-3]``.
 
         Args:
             image_a: One image (array, path or bytes), or a batch of N.
@@ -148,6 +165,8 @@ class Embedder:
         Example:
         >>> similarity, is_same = embedder.verify("a.jpg", "b.jpg", threshold=0.3)  # doctest: +SKIP
         """
+        if threshold is None and self.threshold_source == UNCALIBRATED:
+            warnings.warn(f"Embedder.verify used {UNCALIBRATED}.", UserWarning, stacklevel=2)
         threshold = self.threshold if threshold is None else _check_threshold(threshold)
         first, second = self.embed(image_a), self.embed(image_b)
         if first.shape[0] != second.shape[0]:

@@ -94,7 +94,9 @@ class KerasRuntime(_Runtime):
             )
         with _opening(path, "a Keras (.keras)"):
             model = keras.saving.load_model(path, compile=False)
-        return cls(model, path=os.fspath(path))
+        runtime = cls(model, path=os.fspath(path))
+        runtime.metadata = read_sidecar(runtime.path)  # e.g. a calibrated threshold
+        return runtime
 
     def __call__(self, batch):
         output = self.model.predict_on_batch(batch)
@@ -305,7 +307,8 @@ class OnnxRuntime(_Runtime):
             inputs[0].type, "float32"
         )
         custom = dict(self._session.get_modelmeta().custom_metadata_map)
-        self.metadata = _decode_onnx_metadata(custom)
+        # The sidecar (written by ``keras-arcface calibrate``) wins over the embedded entries.
+        self.metadata = {**_decode_onnx_metadata(custom), **read_sidecar(self.path)}
 
     def __call__(self, batch):
         feed = {self._input_name: batch.astype(self.input_dtype, copy=False)}
