@@ -142,3 +142,18 @@ def test_calibrate_refuses_a_set_of_genuine_pairs_and_writes_nothing(
     assert code == 2
     assert "10 genuine and 0 impostor" in capsys.readouterr().err
     assert not (tmp_path / "fresh.json").exists()
+
+
+@pytest.mark.slow
+def test_exported_models_keep_the_calibrated_threshold(model_and_pairs, tmp_path):
+    from keras_arcface.inference import Embedder
+
+    model_path, folder = model_and_pairs
+    assert cli_main(["calibrate", str(model_path), "--bin", str(folder / "pairs.bin")]) == 0
+    stored = json.loads((folder / "model.json").read_text())
+    out = tmp_path / "export"
+    args = ["export", str(model_path), "--out", str(out), "--formats", "tflite", "--quantize", ""]
+    assert cli_main(args) == 0
+    exported = Embedder.load(next(out.glob("*float32*.tflite")))
+    assert exported.threshold == pytest.approx(stored["threshold"])
+    assert exported.threshold_source == stored["threshold_source"]

@@ -177,3 +177,20 @@ def test_fine_tuning_keys_are_validated():
         config.from_dict({"model": {"init_centers": "class_mean"}})
     with pytest.raises(ValueError, match="optimizer.backbone_lr_multiplier"):
         config.from_dict({"optimizer": {"backbone_lr_multiplier": 0}})
+
+
+def test_small_dataset_recipe_resolves_and_the_train_warning_names_it():
+    from keras_arcface.training import config
+
+    recipe = config.load_config("small_dataset", ["data.num_classes=30", "data.num_images=300"])
+    derived = config.resolve(recipe)
+    assert derived.steps_per_epoch == 300 // 64
+    assert derived.margin_warmup_steps == 5 * derived.steps_per_epoch
+    assert derived.verify_every_steps == 2 * derived.steps_per_epoch
+    assert finetune.small_dataset_warning(recipe, 30) is None
+    large = config.load_config("casia_r50")
+    message = finetune.small_dataset_warning(large, 30)
+    assert "30 identities" in message and "keras-arcface train small_dataset" in message
+    assert finetune.small_dataset_warning(large, 10_000) is None
+    tuned = config.load_config("casia_r50", ["model.init_from=model.keras"])
+    assert finetune.small_dataset_warning(tuned, 30) is None
