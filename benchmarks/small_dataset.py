@@ -46,6 +46,9 @@ def parse_args(argv=None):
     parser.add_argument("--pretrain-epochs", type=float, default=6)
     parser.add_argument("--configs", default=",".join(CONFIGS))
     parser.add_argument(
+        "--default-epochs", type=float, default=None, help="override the default's 20 epochs"
+    )
+    parser.add_argument(
         "--recipe-epochs",
         type=float,
         default=None,
@@ -121,7 +124,7 @@ def pretrain(work, args):
     return run, time.perf_counter() - start
 
 
-def overrides_for(name, train_dir, val_bin, seed, pretrained, recipe_epochs=None):
+def overrides_for(name, train_dir, val_bin, seed, pretrained, args):
     common = [
         f"data.train_dir={train_dir}",
         f"seed={seed}",
@@ -130,15 +133,16 @@ def overrides_for(name, train_dir, val_bin, seed, pretrained, recipe_epochs=None
         "logging.tensorboard=false",
     ]
     if name == "default":
-        return None, common + [
+        epochs = [f"schedule.epochs={args.default_epochs}"] if args.default_epochs else []
+        return None, epochs + common + [
             "model.backbone=small",
             "model.embedding_dim=128",
             "data.batch_size=64",
             "name=default",
         ]
     recipe = common + [f"evaluation.bins=[{val_bin}]"]
-    if recipe_epochs:
-        recipe.append(f"schedule.epochs={recipe_epochs}")
+    if args.recipe_epochs:
+        recipe.append(f"schedule.epochs={args.recipe_epochs}")
     if name == "recipe":
         return "small_dataset", recipe
     centres = "class_mean" if name == "finetune_class_mean" else "random"
@@ -150,7 +154,7 @@ def overrides_for(name, train_dir, val_bin, seed, pretrained, recipe_epochs=None
     ]
 
 
-def run_one(name, work, seed, data, pretrained, recipe_epochs=None):
+def run_one(name, work, seed, data, pretrained, args):
     import keras
     import tensorflow as tf
 
@@ -160,7 +164,7 @@ def run_one(name, work, seed, data, pretrained, recipe_epochs=None):
     from keras_arcface.training.trainer import Trainer
 
     train_dir, val_bin, test_bin = data
-    experiment, overrides = overrides_for(name, train_dir, val_bin, seed, pretrained, recipe_epochs)
+    experiment, overrides = overrides_for(name, train_dir, val_bin, seed, pretrained, args)
     cfg = config_lib.load_config(experiment, overrides)
     run = os.path.join(work, f"{name}_{seed}")
     start = time.perf_counter()
@@ -234,8 +238,9 @@ def main(argv=None):
         data = make_data(work, seed, args)
         rows.append({"config": "raw_pixels", "seed": seed, "test_accuracy": raw_pixels(data[2])})
         for name in names:
-            rows.append(run_one(name, work, seed, data, pretrained, args.recipe_epochs))
+            rows.append(run_one(name, work, seed, data, pretrained, args))
             print(rows[-1], flush=True)
+            write_json(args.out + ".partial", {"runs": rows})  # survives an interrupted run
     table = summarise(rows, ["raw_pixels"] + names)
     print(f"\n{'config':<22} {'mean':>7} {'std':>7} {'min':>7} {'max':>7}  n")
     for row in table:
