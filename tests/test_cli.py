@@ -114,6 +114,7 @@ def test_genuine_bugs_keep_their_traceback(monkeypatch):
         cli.main(["fake", "x"])
 
 
+@pytest.mark.slow  # a subprocess importing TensorFlow; the in-process tests cover the wrapper
 def test_a_real_command_fails_in_one_line(tmp_path):
     result = _run("convert", "check", str(tmp_path / "nowhere"))
     assert result.returncode == 1
