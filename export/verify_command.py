@@ -8,8 +8,20 @@ def add_arguments(parser):
     parser.add_argument(
         "model", metavar="MODEL", help=".keras, run folder, SavedModel, .tflite or .onnx"
     )
-    parser.add_argument("image_a", metavar="IMG_A", help="first face image")
-    parser.add_argument("image_b", metavar="IMG_B", help="second face image")
+    parser.add_argument("image_a", metavar="IMG_A", help="first photo or aligned face crop")
+    parser.add_argument("image_b", metavar="IMG_B", help="second photo or aligned face crop")
+    parser.add_argument(
+        "--align",
+        choices=("auto", "true", "false"),
+        default="auto",
+        help="auto: detect and align all but 112x112 crops; true: always; false: never",
+    )
+    parser.add_argument(
+        "--face",
+        choices=("only", "largest"),
+        default="only",
+        help="only: a photo must show one face (else an error); largest: use the largest face",
+    )
     parser.add_argument(
         "--threshold",
         type=float,
@@ -28,7 +40,9 @@ def main(args):
         threshold, source = embedder.threshold, embedder.threshold_source
         if args.threshold is not None:
             source = "given with --threshold"
-        similarity, same = embedder.verify(args.image_a, args.image_b, threshold=threshold)
+        similarity, same = embedder.verify(
+            args.image_a, args.image_b, threshold=threshold, align=args.align, face=args.face
+        )
     except (ValueError, TypeError, FileNotFoundError, ImportError) as error:
         print(f"keras-arcface verify: error: {error}", file=sys.stderr)
         return 2
