@@ -264,6 +264,8 @@ def test_tflite_runs_in_litert_like_keras(small_run, faces, precision):
         assert b'"embedding_dim": 128' in handle.read()  # the embedded metadata buffer
     sidecar = json.loads(open(os.path.splitext(path)[0] + ".json").read())
     assert sidecar["quantization"] == precision and sidecar["input_shape"] == [None, 112, 112, 3]
+    # The alignment an app must reproduce travels with the model (docs/faces.md).
+    assert sidecar["alignment"]["template"][0] == [38.2946, 51.6963]
 
 
 @pytest.mark.parametrize("batch", [1, 7])

@@ -146,3 +146,14 @@ def test_bad_sizes_are_refused():
         arcface_template(112.0)
     with pytest.raises(ValueError, match="Received: image_size"):
         arcface_template(8)
+
+
+def test_exports_carry_the_alignment_contract():
+    from keras_arcface.faces.align import alignment_metadata
+    from keras_arcface.inference.contract import contract_metadata
+
+    metadata = contract_metadata(512)["alignment"]
+    assert metadata == alignment_metadata(112)
+    np.testing.assert_allclose(metadata["template"], ARCFACE_TEMPLATE, atol=1e-4)
+    assert metadata["landmarks"][0] == "left_eye" and metadata["color_order"] == "RGB"
+    np.testing.assert_allclose(alignment_metadata(224)["template"], ARCFACE_TEMPLATE * 2, atol=1e-4)

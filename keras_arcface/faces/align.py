@@ -169,3 +169,31 @@ def _check_image_size(image_size):
             f"Expected a crop size of at least 16 pixels. Received: image_size={image_size}"
         )
     return int(image_size)
+
+
+def alignment_metadata(image_size=TEMPLATE_SIZE):
+    """How input crops must be made, as stored in every exported model's metadata / sidecar.
+
+    An app that feeds the model aligns with this: the five landmark names in order, the
+    template points for the model's input size, the estimate and the warp, and the colour order.
+
+    Args:
+        image_size: Side of the model's square input, 112.
+
+    Example:
+    >>> alignment_metadata()["template"][0]
+    [38.2946, 51.6963]
+    """
+    return {
+        "method": "arcface_5_point_similarity",
+        "landmarks": list(LANDMARK_NAMES),
+        "landmark_order_note": "image-left eye, image-right eye, nose tip, image-left and "
+        "image-right mouth corner, (x, y) pixels, pixel centres at integer coordinates",
+        "template": [[round(float(v), 4) for v in point] for point in arcface_template(image_size)],
+        "template_image_size": int(image_size),
+        "transform": "least-squares similarity (4 degrees of freedom, Umeyama) from the "
+        "landmarks to the template, as InsightFace's norm_crop",
+        "warp": "bilinear (cv2.warpAffine INTER_LINEAR), constant 0 border",
+        "color_order": "RGB",
+        "detector": "keras_arcface.faces.FaceDetector (YuNet boxes + MTCNN ONet landmarks)",
+    }

@@ -35,6 +35,7 @@ def contract_metadata(embedding_dim, *, image_size=IMAGE_SIZE, input_dtype="floa
     >>> contract_metadata(512)["output_name"]
     'embeddings'
     """
+    from keras_arcface.faces.align import alignment_metadata
     from keras_arcface.version import __version__
 
     metadata = {
@@ -50,6 +51,8 @@ def contract_metadata(embedding_dim, *, image_size=IMAGE_SIZE, input_dtype="floa
         # The old spelling, still written for readers of 0.1 metadata; removed in 0.3.
         "output_l2_normalised": True,
         "embedding_dim": int(embedding_dim),
+        # How an app must crop faces for this model (docs/faces.md).
+        "alignment": alignment_metadata(int(image_size)),
     }
     metadata.update(extra)
     return metadata
