@@ -823,7 +823,7 @@ _PRESENTATION_KEYS = ("logging.progress_bar",)
 def _flatten(values, prefix=""):
     flat = {}
     for key, value in values.items():
-        if isinstance(value, dict) and value:
+        if isinstance(value, dict):  # an empty mapping adds no key of its own
             flat.update(_flatten(value, f"{prefix}{key}."))
         else:
             flat[f"{prefix}{key}"] = value
@@ -841,6 +841,8 @@ def changed_keys(saved_values, config):
     Example:
         >>> changed_keys({"data": {"batch_size": 64}}, from_dict({"data": {"batch_size": 32}}))
         ['data.batch_size: 64 -> 32']
+        >>> changed_keys({}, from_dict({"data": {"dataset_kwargs": {"on_error": "skip"}}}))
+        ["data.dataset_kwargs.on_error: None -> 'skip'"]
     """
     saved = dict(saved_values or {})
     saved.pop("derived", None)
