@@ -65,6 +65,7 @@ def test_convert_images_align_stores_the_aligned_crops(raw, tmp_path, transform)
         np.testing.assert_array_equal(pixels, expected)
 
 
+@pytest.mark.slow
 def test_convert_bin_align(raw, tmp_path, transform):
     from keras_arcface.data.pairs import PairList, write_pairs_bin
     from keras_arcface.data.verification_bin import load_bin
@@ -82,6 +83,7 @@ def test_convert_bin_align(raw, tmp_path, transform):
     np.testing.assert_array_equal(loaded.images[0], expected)
 
 
+@pytest.mark.slow
 def test_convert_command_align_flag(raw, tmp_path, capsys):
     from keras_arcface.cli import main
 

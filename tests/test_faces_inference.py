@@ -86,6 +86,7 @@ def test_verify_needs_exactly_one_face_without_a_choice(embedder):
         embedder.embed(ROB, align="sometimes")
 
 
+@pytest.mark.slow
 def test_embed_and_verify_commands(model_path, tmp_path, capsys):
     from keras_arcface.cli import main
 
