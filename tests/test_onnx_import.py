@@ -160,6 +160,7 @@ def test_r18_legacy_style_unfolded_bn(torch_r18, tmp_path):
     check_parity(path, raw_pixels=False, seed=22)
 
 
+@pytest.mark.slow  # the command-line test checks the same file's parity in the default run
 def test_mbf_legacy_style(mbf_legacy):
     found = read_insightface_onnx(mbf_legacy)
     assert (found.arch, found.embedding_dim) == ("mbf", 128)
