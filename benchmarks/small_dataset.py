@@ -12,7 +12,7 @@ Configurations, all on the ``small`` backbone (128-d) and the same batch size:
 * ``finetune_random`` / ``finetune_class_mean``: the recipe started from a demo-style model
   (the ``synthetic_demo`` recipe trained once on ``--pretrain-identities`` other synthetic
   identities) with a 20-step head warm-up and a 0.1 backbone learning-rate multiplier;
-  class centres random, or initialised from class-mean embeddings.
+  class centers random, or initialised from class-mean embeddings.
 
 Prints mean and spread over seeds and writes ``benchmarks/results/small_dataset.json``.
 
@@ -145,10 +145,10 @@ def overrides_for(name, train_dir, val_bin, seed, pretrained, args):
         recipe.append(f"schedule.epochs={args.recipe_epochs}")
     if name == "recipe":
         return "small_dataset", recipe
-    centres = "class_mean" if name == "finetune_class_mean" else "random"
+    centers = "class_mean" if name == "finetune_class_mean" else "random"
     return "small_dataset", recipe + [
         f"model.init_from={pretrained}",
-        f"model.init_centers={centres}",
+        f"model.init_centers={centers}",
         "schedule.head_warmup_steps=20",
         "optimizer.backbone_lr_multiplier=0.1",
     ]

@@ -1,4 +1,4 @@
-"""``keras-arcface embed``: L2-normalised embeddings of image files, one per face.
+"""``keras-arcface embed``: L2-normalized embeddings of image files, one per face.
 
 Raw photos are detected and aligned first (``--align auto``, the default, leaves aligned
 112x112 crops alone); a group photo gives one embedding per face, with its box and landmarks

@@ -143,7 +143,7 @@ def test_a_non_finite_gradient_anywhere_skips_the_whole_step(policy, strategy_na
 
 
 def test_trainer_in_float32_skips_a_step_with_nan_gradients(tmp_path):
-    """The Trainer (class centres with their own optimiser too) in float32, no loss scaling."""
+    """The Trainer (class centers with their own optimiser too) in float32, no loss scaling."""
 
     def dataset_fn(input_context, epoch, skip_batches, batch_size):
         images, labels = fx.epoch_arrays(epoch)

@@ -56,7 +56,7 @@ def test_old_adamw_coupled_spelling_warns_and_keeps_its_meaning():
         )
     assert (cfg.optimizer.name, cfg.optimizer.weight_decay_mode) == ("adam", "coupled")
     with warnings.catch_warnings():
-        warnings.simplefilter("error")  # the normalised config no longer warns
+        warnings.simplefilter("error")  # the normalized config no longer warns
         assert type(optimizers.build_optimizer(cfg, 0.1)) is keras.optimizers.Adam
 
 

@@ -1,6 +1,6 @@
 """The Trainer against independent oracles: batch norm on two replicas, mixed precision.
 
-Batch norm under ``MirroredStrategy`` normalises each replica's own half of the global batch
+Batch norm under ``MirroredStrategy`` normalizes each replica's own half of the global batch
 and averages the moving statistics after the step (the reference's DDP without SyncBN). The
 oracle below does exactly that on one device by hand -- each half through the model from
 the same starting statistics, the two updates averaged, one gradient of the whole global
@@ -70,7 +70,7 @@ def _oracle_step(model, centers, slots, images, labels, halves):
     grads = tape.gradient(total, [w.value for w in weights] + [centers])
     for v, *copies in zip(stats, *ends):
         v.assign(np.mean(copies, axis=0))
-    grads[-1] = grads[-1] + WD * centers  # the centres' coupled decay (their own optimiser)
+    grads[-1] = grads[-1] + WD * centers  # the centers' coupled decay (their own optimiser)
     for var, grad, slot in zip([*weights, centers], grads, slots):
         slot.assign(MOMENTUM * slot - LR * grad)
         var.assign_add(slot)
@@ -136,7 +136,7 @@ def _relative_error(update, reference):
 
 
 # Tolerances: the weights and the update arithmetic stay float32 (Keras mixed policies keep
-# float32 variables; the centres, cosines, margin and softmax are float32); only the
+# float32 variables; the centers, cosines, margin and softmax are float32); only the
 # backbone's activations and gradients are rounded, to float16 (unit roundoff 2**-11 = 4.9e-4)
 # or bfloat16 (2**-8 = 3.9e-3). Over 6 steps through the conv, batch norm and pooling the
 # rounding of thousands of summed terms partly cancels; the measured relative differences of

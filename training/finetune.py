@@ -5,7 +5,7 @@ model, a run folder (its ``embedding_best.keras``, else ``embedding_latest.keras
 InsightFace ``.onnx`` / ``.pth`` (converted through ``keras_arcface.models.imports``). The
 backbones are functional models with stable layer names, so weights are copied layer by
 layer by name; every layer and every shape must agree, and nothing is assigned unless they
-all do. The class centres start random or, with ``model.init_centers=class_mean``, at the
+all do. The class centers start random or, with ``model.init_centers=class_mean``, at the
 normalized mean embedding of each class under the loaded weights.
 """
 
@@ -134,7 +134,7 @@ def class_mean_centers(embed, batches, centers):
     Args:
         embed: ``embed(images) -> [B, D]`` NumPy embeddings.
         batches: iterable of ``(images, labels)``.
-        centers: the current ``[N, D]`` centres (NumPy).
+        centers: the current ``[N, D]`` centers (NumPy).
 
     Returns:
         ``(new_centers, counts)``: float32 ``[N, D]`` and int ``[N]`` images per class.

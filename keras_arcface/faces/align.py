@@ -188,7 +188,7 @@ def alignment_metadata(image_size=TEMPLATE_SIZE):
         "method": "arcface_5_point_similarity",
         "landmarks": list(LANDMARK_NAMES),
         "landmark_order_note": "image-left eye, image-right eye, nose tip, image-left and "
-        "image-right mouth corner, (x, y) pixels, pixel centres at integer coordinates",
+        "image-right mouth corner, (x, y) pixels, pixel centers at integer coordinates",
         "template": [[round(float(v), 4) for v in point] for point in arcface_template(image_size)],
         "template_image_size": int(image_size),
         "transform": "least-squares similarity (4 degrees of freedom, Umeyama) from the "

@@ -48,8 +48,8 @@ def _crop_strip(crops, template, scale=2):
     for crop in crops:
         tile = cv2.resize(crop, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
         for (x, y), colour in zip(template, _COLOURS):
-            centre = (int(round((x + 0.5) * scale - 0.5)), int(round((y + 0.5) * scale - 0.5)))
-            cv2.circle(tile, centre, 3, colour, 1)
+            center = (int(round((x + 0.5) * scale - 0.5)), int(round((y + 0.5) * scale - 0.5)))
+            cv2.circle(tile, center, 3, colour, 1)
         tiles.append(tile)
     gap = np.full((tiles[0].shape[0], 4, 3), 255, np.uint8)
     return np.concatenate([part for tile in tiles for part in (tile, gap)][:-1], axis=1)
