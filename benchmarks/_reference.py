@@ -35,6 +35,12 @@ def set_tensorflow_threads(tf, threads):
         pass
 
 
+def thread_environment():
+    """Environment variables that change either side's threading (recorded with results)."""
+    names = ("OMP_WAIT_POLICY", "OMP_NUM_THREADS", "TF_ENABLE_ONEDNN_OPTS")
+    return {name: os.environ.get(name) for name in names}
+
+
 def load_average():
     """The 1-minute load average (other work on the cores skews absolute numbers)."""
     return round(os.getloadavg()[0], 2)

@@ -47,6 +47,7 @@ from _reference import (  # noqa: E402
     interleaved,
     load_average,
     set_tensorflow_threads,
+    thread_environment,
     torch_eager_runner,
     torch_inference_model,
     torch_training_step,
@@ -200,6 +201,7 @@ def main(argv=None):
         tensorflow=tf.__version__,
         keras=keras.__version__,
         torch=getattr(torch, "__version__", None),
+        environment=thread_environment(),
     )
     sizes = {preset: count_params_and_macs(preset) for preset in args.presets}
     rows = []

@@ -37,6 +37,7 @@ from _reference import (  # noqa: E402
     import_torch,
     load_average,
     set_tensorflow_threads,
+    thread_environment,
     torch_eager_runner,
     torch_inference_model,
 )
@@ -253,6 +254,7 @@ def main(argv=None):
         keras=keras.__version__,
         onnxruntime=onnxruntime.__version__,
         torch=getattr(torch, "__version__", None),
+        environment=thread_environment(),
     )
     calibration = render_identities(
         max(1, args.calibration_images // 4), 4, seed=0, heldout=True, num_workers=1
