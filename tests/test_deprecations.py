@@ -91,3 +91,13 @@ def test_centre_layout_constant_is_center_layout():
         assert norm_dense.CENTRE_LAYOUT == layers.CENTER_LAYOUT
     with pytest.raises(AttributeError):
         _ = norm_dense.NO_SUCH_NAME
+
+
+def test_centre_initializer_is_the_center_initializer():
+    from keras_arcface.layers import partial_fc
+
+    with pytest.warns(DeprecationWarning, match="CenterInitializer"):
+        old = partial_fc.CentreInitializer(stddev=0.02, seed=5)
+    new = partial_fc.CenterInitializer(stddev=0.02, seed=5)
+    assert isinstance(old, partial_fc.CenterInitializer)
+    np.testing.assert_array_equal(np.asarray(old((6, 3))), np.asarray(new((6, 3))))

@@ -342,7 +342,7 @@ def test_config_round_trip_and_same_initial_centers():
     assert clone.get_config() == head.get_config()
     np.testing.assert_array_equal(clone.centers.numpy(), head.centers.numpy())
     # Any block of rows draws exactly the rows the whole matrix holds (sharded heads rely on it).
-    init = layers.partial_fc.CentreInitializer(seed=4)
+    init = layers.partial_fc.CenterInitializer(seed=4)
     np.testing.assert_array_equal(init.rows(17, 41, 8).numpy(), head.centers.numpy()[17:41])
     big = init.rows(8000, 8300, 3).numpy()  # across the 8192-row chunk boundary
     np.testing.assert_array_equal(big, init((9000, 3)).numpy()[8000:8300])

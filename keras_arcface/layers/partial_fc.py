@@ -1,26 +1,26 @@
-"""PartialFC: the class-centre head with Partial FC sampling (TensorFlow).
+"""PartialFC: the class-center head with Partial FC sampling (TensorFlow).
 
 An et al., "Partial FC: Training 10 Million Identities on a Single Machine" (ICCVW 2021).
 With millions of identities the full ``[B, N]`` cosine matrix, its softmax and the dense
-update of the ``[N, D]`` centre matrix dominate a training step. Each step here:
+update of the ``[N, D]`` center matrix dominate a training step. Each step here:
 
 1. collects the labels of the *global* batch (all replicas) and keeps every positive class;
 2. adds negatives drawn uniformly at random (without replacement) until
    ``num_sample = ceil(sample_rate * num_classes)`` classes are chosen (never fewer than the
    positives). The draw is stateless, seeded by ``(seed, step)``, so every replica and
    worker picks the same subset without communicating;
-3. gathers those rows of the centre matrix (``tf.gather``: the gradient reaches the matrix
+3. gathers those rows of the center matrix (``tf.gather``: the gradient reaches the matrix
    as ``tf.IndexedSlices`` and only those rows are updated, see
-   ``keras_arcface.training.optimizers.CenterOptimizer``), L2-normalises the embeddings and
-   computes the cosines against the L2-normalised rows (the row norms scale the matmul
-   output, with a hand-written gradient, so no normalised copy of the rows is built);
+   ``keras_arcface.training.optimizers.CenterOptimizer``), L2-normalizes the embeddings and
+   computes the cosines against the L2-normalized rows (the row norms scale the matmul
+   output, with a hand-written gradient, so no normalized copy of the rows is built);
 4. remaps labels to their column in the subset and applies the margin through the one
    injected callable ``logits_fn(labels, cosine)`` (a margin loss's ``logits``), then the
    softmax cross-entropy, in float32.
 
 ``sample_rate=1.0`` skips sampling and uses the whole matrix: exactly the full softmax.
-The centres are stored one class per row, ``[N, D]``, the layout of ``NormDense`` too
-(``keras_arcface.layers.norm_dense.CENTRE_LAYOUT``). ``ShardedPartialFC`` splits the same
+The centers are stored one class per row, ``[N, D]``, the layout of ``NormDense`` too
+(``keras_arcface.layers.norm_dense.CENTER_LAYOUT``). ``ShardedPartialFC`` splits the same
 head across the replicas of a ``tf.distribute`` strategy.
 
 Example:
@@ -34,6 +34,7 @@ import math
 import keras
 import tensorflow as tf
 
+from keras_arcface._deprecation import warn_renamed
 from keras_arcface.losses.margins import safe_angle
 
 _EPSILON = 1e-12
@@ -41,8 +42,8 @@ _INIT_CHUNK_ROWS = 8192
 
 
 @keras.saving.register_keras_serializable(package="keras_arcface")
-class CentreInitializer(keras.initializers.Initializer):
-    """Normal(0, stddev) class centres that any block of rows can draw on its own.
+class CenterInitializer(keras.initializers.Initializer):
+    """Normal(0, stddev) class centers that any block of rows can draw on its own.
 
     Rows are drawn in fixed chunks of 8192, chunk ``k`` from the stateless seed
     ``(seed, k)``, so a shard holding rows ``[start, stop)`` draws exactly the rows the
@@ -53,7 +54,7 @@ class CentreInitializer(keras.initializers.Initializer):
         seed: integer seed. Default 0.
 
     Example:
-        >>> rows = CentreInitializer(seed=3).rows(1000, 2000, 512)  # [1000, 512]
+        >>> rows = CenterInitializer(seed=3).rows(1000, 2000, 512)  # [1000, 512]
     """
 
     def __init__(self, stddev=0.01, seed=0):
@@ -79,6 +80,15 @@ class CentreInitializer(keras.initializers.Initializer):
 
     def get_config(self):
         return {"stddev": self.stddev, "seed": self.seed}
+
+
+@keras.saving.register_keras_serializable(package="keras_arcface")
+class CentreInitializer(CenterInitializer):
+    """Deprecated name of :class:`CenterInitializer` (files that name it still load)."""
+
+    def __init__(self, stddev=0.01, seed=0):
+        warn_renamed("CentreInitializer", "CenterInitializer")
+        super().__init__(stddev=stddev, seed=seed)
 
 
 def check_head_arguments(num_classes, embedding_dim, sample_rate):
@@ -134,17 +144,17 @@ def sample_rows(positives, num_rows, num_sample, seed):
 
 @keras.saving.register_keras_serializable(package="keras_arcface")
 class PartialFC(keras.layers.Layer):
-    """Class-centre matrix ``[N, D]`` with sampled softmax (Partial FC) for margin losses.
+    """Class-center matrix ``[N, D]`` with sampled softmax (Partial FC) for margin losses.
 
     The layer always computes in float32 (margins and softmax need it under mixed
     precision); embeddings are cast to float32 on entry. TensorFlow backend only (it runs
     inside ``tf.distribute`` training steps).
 
     Args:
-        num_classes: identities ``N`` (rows of the centre matrix).
+        num_classes: identities ``N`` (rows of the center matrix).
         embedding_dim: embedding size ``D``.
-        sample_rate: fraction of centres used per step, in (0, 1]. Default 1.0 (full softmax).
-        seed: seed of the initial centres and of the negative sampling. Default 0.
+        sample_rate: fraction of centers used per step, in (0, 1]. Default 1.0 (full softmax).
+        seed: seed of the initial centers and of the negative sampling. Default 0.
         logits_fn: the margin, ``logits_fn(labels, cosine) -> float32 logits`` (e.g.
             ``ArcFaceLoss(...).logits``); needed by :meth:`per_example_loss`. Not saved in
             the config: pass it again after loading. Default None.
@@ -174,7 +184,7 @@ class PartialFC(keras.layers.Layer):
         self.centers = self.add_weight(
             name="class_centers",
             shape=(self.num_classes, self.embedding_dim),
-            initializer=CentreInitializer(seed=self.seed),
+            initializer=CenterInitializer(seed=self.seed),
             dtype="float32",
         )
 
@@ -194,7 +204,7 @@ class PartialFC(keras.layers.Layer):
         return sample_rows(global_labels, self.num_classes, self.num_sample, seed)
 
     def call(self, embeddings, labels, global_labels=None, step=0):
-        """Cosines of the embeddings against the (sampled) centres.
+        """Cosines of the embeddings against the (sampled) centers.
 
         Args:
             embeddings: ``[B, D]`` raw embeddings.
@@ -275,15 +285,15 @@ def sampled_cosine(embeddings, rows):
     """``clip(embeddings @ l2_normalize(rows).T, -1, 1)`` with a hand-written gradient.
 
     Same value and gradient as ``tf.math.l2_normalize`` (epsilon 1e-12) + ``tf.matmul`` +
-    ``tf.clip_by_value``, but the ``[S, D]`` rows are never normalised: the matmul runs on the
+    ``tf.clip_by_value``, but the ``[S, D]`` rows are never normalized: the matmul runs on the
     raw rows and its ``[B, S]`` output is scaled by the inverse row norms. Autodiff of the
     unfused ops materialises about ten ``[S, D]`` temporaries per step (S = 100k sampled rows
     of 512 floats is 200 MB each); this needs the gathered rows, one square for the norms and
     the two terms of the row gradient.
 
     Args:
-        embeddings: L2-normalised embeddings ``[B, D]`` (float32).
-        rows: raw (not normalised) centre rows ``[S, D]`` (float32).
+        embeddings: L2-normalized embeddings ``[B, D]`` (float32).
+        rows: raw (not normalized) center rows ``[S, D]`` (float32).
 
     Returns:
         The clipped cosines ``[B, S]``.
