@@ -153,3 +153,18 @@ def test_synthetic_difficulty_runs(tmp_path):
         + ["--out", str(tmp_path / "data")],
         tmp_path,
     )
+
+
+@pytest.mark.slow
+def test_alignment_runs(tmp_path):
+    pytest.importorskip("yuface")
+    faces = os.path.join(os.path.dirname(BENCHMARKS), "tests", "data", "faces")
+    result = _run(
+        "alignment",
+        ["--photos", faces, "--repeats", "1", "--folder-photos", "3"],
+        tmp_path,
+        output_flag="--out",
+    )
+    assert result["one_photo_640x480"]["faces"] == 1
+    assert all(row["crops"] == 3 for row in result["align_folder"].values())
+    assert result["alignment_step"]["crop_mean_abs_difference"] < 1.0
