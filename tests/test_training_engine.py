@@ -14,18 +14,13 @@ import tensorflow as tf
 import training_fixtures as fx
 
 from keras_arcface.training import engine
-from keras_arcface.training.strategy import create_strategy
 from keras_arcface.training.trainer import Trainer
 
 POISON = 5000.0  # one pixel of this value makes the batch's gradients NaN (the loss stays finite)
 
-_STRATEGIES = {}
-
 
 def _strategy(name):
-    if name not in _STRATEGIES:
-        _STRATEGIES[name] = create_strategy(name)
-    return _STRATEGIES[name]
+    return fx.shared_strategy(name)
 
 
 def nan_gradient_if_poisoned(features, images):

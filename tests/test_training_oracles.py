@@ -14,18 +14,13 @@ import pytest
 import tensorflow as tf
 import training_fixtures as fx
 
-from keras_arcface.training.strategy import create_strategy
 from keras_arcface.training.trainer import Trainer
-
-_STRATEGIES = {}
 
 LR, MOMENTUM, WD, SCALE, MARGIN = 0.1, 0.9, 5e-4, 16.0, 0.5
 
 
 def _strategy(name):
-    if name not in _STRATEGIES:
-        _STRATEGIES[name] = create_strategy(name)
-    return _STRATEGIES[name]
+    return fx.shared_strategy(name)
 
 
 def _config(batch_size, steps, **extra):

@@ -10,18 +10,11 @@ import tensorflow as tf
 import training_fixtures as fx
 import yaml
 
-from keras_arcface.training.strategy import create_strategy
 from keras_arcface.training.trainer import NonFiniteLossError, Trainer
-
-_STRATEGIES = {}
 
 
 def _strategy(name):
-    # One strategy object per kind for the whole test process: collective ops of two
-    # MirroredStrategy objects over the same devices in one process can collide.
-    if name not in _STRATEGIES:
-        _STRATEGIES[name] = create_strategy(name)
-    return _STRATEGIES[name]
+    return fx.shared_strategy(name)
 
 
 def _trainer(cfg, run_dir, strategy="default", resume=False, batch_norm=True, **kwargs):

@@ -95,3 +95,19 @@ def experiment(**sections):
         else:
             values[section] = changes
     return config.from_dict(values)
+
+
+_STRATEGIES = {}
+
+
+def shared_strategy(name):
+    """One strategy object per kind for the whole test process (every test file).
+
+    Collective ops of two ``MirroredStrategy`` objects over the same devices in one process
+    collide (a shape mismatch in a collective instance), so every test shares this one.
+    """
+    from keras_arcface.training.strategy import create_strategy
+
+    if name not in _STRATEGIES:
+        _STRATEGIES[name] = create_strategy(name)
+    return _STRATEGIES[name]
