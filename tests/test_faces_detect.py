@@ -129,3 +129,24 @@ def test_onet_matches_the_mtcnn_package_network():
     theirs = StageONet()._model(patches)
     for mine, reference in zip(ours, theirs):
         np.testing.assert_allclose(np.asarray(mine), np.asarray(reference), atol=1e-5)
+
+
+@pytest.mark.slow
+def test_onet_exports_to_tflite_builtin_ops(tmp_path):
+    from ai_edge_litert.interpreter import Interpreter
+
+    from keras_arcface.faces.onet import export_onet_tflite, load_onet
+
+    model = load_onet()
+    interpreter = Interpreter(export_onet_tflite(str(tmp_path / "onet.tflite"), model))
+    interpreter.allocate_tensors()
+    patch = np.random.default_rng(1).uniform(-1.0, 1.0, (1, 48, 48, 3)).astype(np.float32)
+    interpreter.set_tensor(interpreter.get_input_details()[0]["index"], patch)
+    interpreter.invoke()
+    outputs = {
+        interpreter.get_tensor(d["index"]).shape[1]: interpreter.get_tensor(d["index"])
+        for d in interpreter.get_output_details()
+    }
+    for expected in model(patch):
+        expected = np.asarray(expected)
+        np.testing.assert_allclose(outputs[expected.shape[1]], expected, atol=1e-5)

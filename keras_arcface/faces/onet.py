@@ -112,3 +112,39 @@ def load_onet(path=None):
         model.get_layer(name).set_weights([np.asarray(a) for a in arrays[start : start + count]])
         start += count
     return model
+
+
+def export_onet_tflite(path, model=None):
+    """Writes ONet as a TFLite flatbuffer (builtin ops only), for apps that align on device.
+
+    The phone app runs a box detector (YuNet: libfacedetection or OpenCV's ``FaceDetectorYN``),
+    then this network on upright 48x48 patches, as ``keras_arcface.faces.ONetRefiner`` does.
+    Input ``[1, 48, 48, 3]`` float32 normalised as ``(x - 127.5) / 128``; outputs as
+    :func:`build_onet`.
+
+    Args:
+        path: The ``.tflite`` file to write (atomically).
+        model: An ONet model; default :func:`load_onet`.
+
+    Example:
+    >>> export_onet_tflite("export/onet.tflite")  # doctest: +SKIP
+    """
+    import tempfile
+
+    import keras
+    import tensorflow as tf
+
+    from keras_arcface._io import atomic_write_bytes
+
+    model = model if model is not None else load_onet()
+    with tempfile.TemporaryDirectory() as folder:
+        # Through a SavedModel: the converter then freezes the weights into constants.
+        archive = keras.export.ExportArchive()
+        archive.track(model)
+        spec = tf.TensorSpec([1, PATCH_SIZE, PATCH_SIZE, 3], tf.float32, name="patches")
+        archive.add_endpoint("serve", lambda patches: model(patches, training=False), [spec])
+        archive.write_out(folder, verbose=False)
+        converter = tf.lite.TFLiteConverter.from_saved_model(folder)
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+        flatbuffer = converter.convert()
+    return atomic_write_bytes(path, flatbuffer)
