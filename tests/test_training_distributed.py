@@ -11,6 +11,7 @@ import time
 
 import numpy as np
 import pytest
+import training_fixtures as fx
 
 TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
 
@@ -107,6 +108,52 @@ def test_two_workers_end_with_identical_weights(tmp_path):
     assert not os.path.exists(tmp_path / "run1" / "checkpoints" / "checkpoint")
     assert os.path.exists(tmp_path / "run0" / "metrics.csv")
     assert not os.path.exists(tmp_path / "run1" / "metrics.csv")
+    # The same global batches in one process (two replicas over two logical CPUs, each fed
+    # the share its worker read) reach the same weights: the cross-worker gradient sum,
+    # centre update, Partial FC sampling and batch-norm averaging match a single process.
+    single = _single_process_weights(tmp_path / "single")
+    assert len(single) == len(arrays)
+    for key, weights in zip(arrays, single):
+        np.testing.assert_allclose(first[key], weights, rtol=1e-4, atol=1e-5, err_msg=key)
+
+
+def _worker_order_dataset_fn(num_workers=2):
+    """One input pipeline that feeds replica ``i`` what worker ``i`` reads from its shard."""
+    import tensorflow as tf
+
+    def dataset_fn(input_context, epoch, skip_batches, batch_size):
+        images, labels = fx.epoch_arrays(epoch)
+        # Worker i shards element-wise (elements i, i + 2, ...) and batches its shard; replica
+        # batches come from the single pipeline in turn: shard 0's batch, shard 1's, ...
+        rows = np.arange(len(labels)).reshape(-1, num_workers * batch_size)
+        order = np.concatenate([row[w::num_workers] for row in rows for w in range(num_workers)])
+        ds = tf.data.Dataset.from_tensor_slices((images[order], labels[order]))
+        ds = ds.repeat().skip(skip_batches * batch_size * num_workers)
+        return ds.batch(batch_size, drop_remainder=True)
+
+    return dataset_fn
+
+
+def _single_process_weights(run_dir):
+    from keras_arcface.training.trainer import Trainer
+
+    cfg = fx.experiment(
+        data={"batch_size": 16},
+        schedule={"total_steps": 8, "warmup_steps": 2},
+        partial_fc={"sample_rate": 0.5},
+        checkpoint={"every_steps": 4},
+    )
+    trainer = Trainer(
+        cfg,
+        str(run_dir),
+        strategy=fx.shared_strategy("mirrored"),
+        backbone_fn=fx.tiny_backbone,
+        dataset_fn=_worker_order_dataset_fn(),
+    )
+    assert trainer.strategy.num_replicas_in_sync == 2
+    assert trainer.fit().step == 8
+    weights = [np.array(v.value) for v in trainer.backbone.weights]
+    return weights + [np.array(trainer.head.centers.value)]
 
 
 # ----------------------------------------------------------------------- kill and resume
