@@ -119,7 +119,7 @@ def export_onet_tflite(path, model=None):
 
     The phone app runs a box detector (YuNet: libfacedetection or OpenCV's ``FaceDetectorYN``),
     then this network on upright 48x48 patches, as ``keras_arcface.faces.ONetRefiner`` does.
-    Input ``[1, 48, 48, 3]`` float32 normalised as ``(x - 127.5) / 128``; outputs as
+    Input ``[1, 48, 48, 3]`` float32 normalized as ``(x - 127.5) / 128``; outputs as
     :func:`build_onet`.
 
     Args:
