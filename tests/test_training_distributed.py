@@ -30,7 +30,7 @@ WORKER_SCRIPT = textwrap.dedent(
     cfg = fx.experiment(
         data={{"batch_size": 16}},
         schedule={{"total_steps": 8, "warmup_steps": 2}},
-        partial_fc={{"sample_rate": 0.5}},
+        partial_fc={{"sample_rate": 0.5, "shard_centres": False}},  # replicated: equal copies
         checkpoint={{"every_steps": 4}},
     )
     trainer = Trainer(cfg, sys.argv[1], strategy=strategy, backbone_fn=fx.tiny_backbone,

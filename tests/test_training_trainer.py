@@ -115,7 +115,7 @@ def test_mirrored_two_devices_matches_one_device(tmp_path):
     """Two replicas of 8 on one global batch of 16 == one device on the same 16 images."""
     overrides = {
         "schedule": {"total_steps": 6, "warmup_steps": 2},
-        "partial_fc": {"sample_rate": 0.5},
+        "partial_fc": {"sample_rate": 0.5, "shard_centres": False},
     }
     one = _trainer(
         fx.experiment(data={"batch_size": 16}, **overrides), tmp_path / "one", batch_norm=False

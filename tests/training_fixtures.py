@@ -111,3 +111,26 @@ def shared_strategy(name):
     if name not in _STRATEGIES:
         _STRATEGIES[name] = create_strategy(name)
     return _STRATEGIES[name]
+
+
+def make_interleaved_dataset_fn(replicas=2, per_replica=8):
+    """A dataset_fn whose replica ``r`` of step ``k`` gets examples
+    ``k * replicas * per_replica + replicas * j + r`` (``j < per_replica``), whether the
+    replicas are devices of one process (one input pipeline) or workers (one pipeline each):
+    the same examples meet in each replica's batch norm in both layouts. One device reading
+    ``replicas * per_replica`` per step sees the same global batches."""
+
+    def dataset_fn(input_context, epoch, skip_batches, batch_size):
+        import tensorflow as tf
+
+        images, labels = epoch_arrays(epoch)
+        order = np.arange(len(labels)).reshape(-1, per_replica, replicas)
+        if input_context.num_input_pipelines > 1:
+            index = order[:, :, input_context.input_pipeline_id].reshape(-1)
+        else:
+            index = order.transpose(0, 2, 1).reshape(-1)
+        here = input_context.num_replicas_in_sync // input_context.num_input_pipelines
+        ds = tf.data.Dataset.from_tensor_slices((images[index], labels[index]))
+        return ds.repeat().skip(skip_batches * batch_size * here).batch(batch_size)
+
+    return dataset_fn

@@ -126,9 +126,15 @@ class PartialFCConfig:
     Args:
         sample_rate: fraction of class centres used per step (all positives of the global
             batch are always included). 1.0 is the exact full softmax. Default 1.0.
+        shard_centres: split the class centres (and their optimiser state) by rows across the
+            replicas, softmax across shards (model-parallel head). ``None`` (default): on when
+            there is more than one replica and the strategy can shard, else off. ``true``: an
+            error that says why when the run cannot shard (e.g. fewer classes than replicas).
+            ``false``: every replica holds the whole matrix.
     """
 
     sample_rate: float = 1.0
+    shard_centres: bool | None = None
 
 
 @dataclass

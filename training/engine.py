@@ -54,7 +54,8 @@ def make_train_step(
         optimizer: the Keras optimiser of ``variables`` (``LossScaleOptimizer`` enables
             dynamic loss scaling).
         variables: the variables ``optimizer`` updates.
-        extra: ``(variable, apply_fn)`` pairs for variables with their own update;
+        extra: ``(variable, apply_fn)`` pairs for variables with their own update (or a
+            zero-argument callable returning the calling replica's variable);
             ``apply_fn(gradient, finite)`` is called in replica context with the unscaled
             (and clipped) gradient and a boolean scalar, equal on every replica, that is
             False when the step is skipped (the update must then do nothing).
@@ -84,7 +85,7 @@ def make_train_step(
             if loss_scaled
             else tf.constant(1.0)
         )
-        targets = [_tf_variable(v) for v in variables] + [_tf_variable(v) for v, _ in extra]
+        targets = [_tf_variable(v) for v in variables] + [_extra_variable(v) for v, _ in extra]
         with tf.GradientTape() as tape:
             loss = loss_fn(images, labels)
             loss, reported = loss if isinstance(loss, tuple) else (loss, loss)
@@ -138,6 +139,14 @@ def make_train_step(
 
 def _tf_variable(variable):
     return variable.value if isinstance(variable, keras.Variable) else variable
+
+
+def _extra_variable(variable):
+    # A zero-argument callable gives a per-replica variable (a centre shard), resolved in
+    # the replica context.
+    if callable(variable) and not isinstance(variable, (tf.Variable, keras.Variable)):
+        variable = variable()
+    return _tf_variable(variable)
 
 
 def _all_finite(gradient):

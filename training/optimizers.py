@@ -156,7 +156,9 @@ class CenterOptimizer(tf.Module):
         name, weight_decay_mode = optimizer_choice(
             OptimizerConfig(name=name, weight_decay_mode=weight_decay_mode)
         )
-        self.centers = _tf_value(centers)
+        variable = _tf_value(centers)
+        # Not tracked: the checkpoint holds the centres once, under head/centers.
+        self._centers_fn = lambda: variable
         self.kind = "sgd" if name == "sgd" else "adamw"  # adam and adamw share the moments
         self.momentum = float(momentum)
         self.nesterov = bool(nesterov)
@@ -173,6 +175,11 @@ class CenterOptimizer(tf.Module):
                 if self.kind == "adamw"
                 else None
             )
+
+    @property
+    def centers(self):
+        """The centre variable this optimiser updates."""
+        return self._centers_fn()
 
     @classmethod
     def from_config(cls, centers, config):
@@ -230,6 +237,33 @@ class CenterOptimizer(tf.Module):
         tf.__internal__.distribute.interim.maybe_merge_call(
             merge_fn, tf.distribute.get_strategy(), values, indices, learning_rate, finite
         )
+
+    def apply_local(self, gradient, learning_rate, finite=None):
+        """Updates the centres with this replica's gradient alone (no all-reduce).
+
+        For a centre shard owned by one replica (``ShardedPartialFC``): the gradient already
+        holds every example's contribution to its rows.
+
+        Args:
+            gradient: dense tensor or ``tf.IndexedSlices`` with unique indices.
+            learning_rate: scalar.
+            finite: optional boolean scalar; False skips the update.
+        """
+        if isinstance(gradient, tf.IndexedSlices):
+            values, indices = gradient.values, gradient.indices
+        else:
+            values, indices = tf.convert_to_tensor(gradient), None
+        learning_rate = tf.cast(learning_rate, tf.float32)
+
+        def update():
+            with tf.control_dependencies(
+                [self._update(self.centers, values, indices, learning_rate)]
+            ):
+                return tf.constant(True)
+
+        if finite is None:
+            return update()
+        return tf.cond(finite, update, lambda: tf.constant(False))
 
     def _update(self, var, values, indices, learning_rate):
         # Runs once per device, in that device's update context: `var` is the local copy and
@@ -302,3 +336,33 @@ class CenterOptimizer(tf.Module):
             use_nesterov=self.nesterov,
         )
         return var
+
+
+class ShardedCenterOptimizer:
+    """One :class:`CenterOptimizer` per local centre shard of a ``ShardedPartialFC``.
+
+    Each replica updates its own rows and their slots with its own gradient; nothing is
+    all-reduced. Build it outside ``strategy.scope()``, next to the head.
+
+    Args:
+        head: the ``ShardedPartialFC``.
+        config: an ``ExperimentConfig`` (its ``optimizer`` section).
+
+    Example:
+        >>> opt = ShardedCenterOptimizer(head, cfg)  # doctest: +SKIP
+        >>> opt.apply(grad, learning_rate)  # inside strategy.run  # doctest: +SKIP
+    """
+
+    def __init__(self, head, config):
+        self.head = head
+        self.optimizers = {}
+        for replica in head.local_replicas:
+            with tf.device(head.devices[replica]):
+                self.optimizers[replica] = CenterOptimizer.from_config(head.shard(replica), config)
+
+    def apply(self, gradient, learning_rate, finite=None):
+        """Updates the calling replica's shard (inside ``strategy.run``)."""
+        replica = int(
+            tf.get_static_value(tf.distribute.get_replica_context().replica_id_in_sync_group)
+        )
+        return self.optimizers[replica].apply_local(gradient, learning_rate, finite=finite)

@@ -44,11 +44,20 @@ import time
 import keras
 import tensorflow as tf
 
-from keras_arcface.layers.partial_fc import PartialFC, intra_angle_of
-from keras_arcface.training import callbacks, checkpointing, engine, finetune, schedules
+from keras_arcface.layers.partial_fc import CentreInitializer, PartialFC, intra_angle_of
+from keras_arcface.layers.sharded_partial_fc import ShardedPartialFC, why_cannot_shard
+from keras_arcface.training import (
+    callbacks,
+    checkpointing,
+    engine,
+    finetune,
+    schedules,
+    shard_sync,
+)
 from keras_arcface.training import config as config_lib
 from keras_arcface.training.optimizers import (
     CenterOptimizer,
+    ShardedCenterOptimizer,
     build_optimizer,
     coupled_l2_penalty,
     coupled_weight_decay,
@@ -192,9 +201,11 @@ class Trainer:
                 "The run folder already holds checkpoints: pass resume=True (--resume) to "
                 f"continue it, or choose another folder. Received: run_dir={self.run_dir!r}"
             )
+        config_moved_aside = None
         if resume and self.is_chief:
-            self._prepare_resume(allow_config_change)
+            config_moved_aside = self._prepare_resume(allow_config_change)
         self.loss = build_loss(config.loss)
+        self.sharded = self._decide_sharding()
         self._build_state(backbone_fn or default_backbone_fn(config.model))
         self.checkpointer = checkpointing.Checkpointer(
             self.checkpoint,
@@ -202,7 +213,10 @@ class Trainer:
             is_chief=self.is_chief,
             max_to_keep=config.checkpoint.max_to_keep,
         )
-        self.restored_from = self.checkpointer.restore_latest() if resume else None
+        self.restored_from = self._restore() if resume else None
+        if config_moved_aside:
+            # Only once the checkpoint is accepted: a refused resume leaves the folder as it was.
+            os.replace(*config_moved_aside)
         self._embed = None
         if self.restored_from is None and config.model.init_from:
             self._init_from(config.model)
@@ -230,7 +244,11 @@ class Trainer:
 
     # ----------------------------------------------------------------------------- set-up
     def _prepare_resume(self, allow_config_change):
-        """Cleans a killed run's temporary files; refuses a silently changed config."""
+        """Cleans a killed run's temporary files; refuses a silently changed config.
+
+        Returns:
+            ``(config.yaml, config.step-N.yaml)`` to rename once the resume is accepted, or None.
+        """
         for path in checkpointing.clean_interrupted_saves(self.run_dir):
             print(f"removed {path} (left by an interrupted save)")
         path = os.path.join(self.run_dir, "config.yaml")
@@ -248,8 +266,8 @@ class Trainer:
                 "as it was, or pass --allow-config-change (allow_config_change=True) to resume "
                 f"with the new values (config.yaml is then kept as config.step-{step}.yaml)."
             )
-        os.replace(path, os.path.join(self.run_dir, f"config.step-{step}.yaml"))
         print(f"resuming with changed config: {'; '.join(changes)}")
+        return path, os.path.join(self.run_dir, f"config.step-{step}.yaml")
 
     def _manifest_counts(self):
         if not self.config.data.train_dir:
@@ -268,33 +286,86 @@ class Trainer:
                 keras.utils.set_random_seed(cfg.seed)
                 self.backbone = backbone_fn()
                 self._check_backbone(self.backbone)
-                dim = int(self.backbone.outputs[0].shape[-1])
-                self.head = PartialFC(
-                    derived.num_classes,
-                    dim,
-                    sample_rate=cfg.partial_fc.sample_rate,
-                    seed=cfg.seed,
-                    logits_fn=self._logits_fn(),
-                    name="partial_fc",
-                )
-                self.head.build((None, dim))
+                dim = self._dim = int(self.backbone.outputs[0].shape[-1])
+                if not self.sharded:
+                    self.head = PartialFC(
+                        derived.num_classes,
+                        dim,
+                        sample_rate=cfg.partial_fc.sample_rate,
+                        seed=cfg.seed,
+                        logits_fn=self._logits_fn(),
+                        name="partial_fc",
+                    )
+                    self.head.build((None, dim))
+                    self.center_optimizer = CenterOptimizer.from_config(self.head.centers, cfg)
                 self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
                 self.schedule = schedules.from_config(cfg, derived)
                 self.optimizer = build_optimizer(cfg, self._backbone_learning_rate)
                 self.optimizer.build(self.backbone.trainable_variables)
-                self.center_optimizer = CenterOptimizer.from_config(self.head.centers, cfg)
         finally:
             keras.mixed_precision.set_global_policy(previous)
             # The seed was for initialisation; a global TF seed would also change how every
             # later tf.data op draws its seeds (and breaks tensor-valued op seeds).
             tf.random.set_seed(None)
+        head_state, center_state = self._build_head_state(dim)
         self.checkpoint = tf.train.Checkpoint(
             step=self.step,
             backbone=self.backbone,
-            head=self.head,
+            head=head_state,
             optimizer=self.optimizer,
-            center_optimizer=self.center_optimizer,
+            center_optimizer=center_state,
         )
+
+    def _build_head_state(self, dim):
+        """The sharded head (outside the strategy scope) and the head's checkpoint nodes."""
+        self._sharded_rows = []
+        if not self.sharded:
+            return self.head, self.center_optimizer
+        cfg = self.config
+        # Built outside the strategy scope: the shards are per-device variables.
+        self.head = ShardedPartialFC(
+            self.derived.num_classes,
+            dim,
+            self.strategy,
+            sample_rate=cfg.partial_fc.sample_rate,
+            seed=cfg.seed,
+            logits_fn=self._logits_fn(),
+        )
+        self.center_optimizer = ShardedCenterOptimizer(self.head, cfg)
+        head_state, center_state, self._sharded_rows = checkpointing.sharded_head_state(
+            self.head, self.center_optimizer
+        )
+        return head_state, center_state
+
+    def _decide_sharding(self):
+        setting = self.config.partial_fc.shard_centres
+        if setting is False or self.strategy.num_replicas_in_sync == 1:
+            return False
+        reason = why_cannot_shard(self.strategy, self.derived.num_classes)
+        if reason is None:
+            return True
+        if setting:
+            raise ValueError(
+                f"partial_fc.shard_centres=true cannot be used: {reason}. Set it to false (or "
+                "leave it unset) to keep a full copy of the centres on every replica. "
+                "Received: partial_fc.shard_centres=True"
+            )
+        return False
+
+    def _restore(self):
+        shape = (self.derived.num_classes, self._dim)
+        if self.num_workers > 1:
+            # Every worker resumes from the chief's checkpoint, seen or sent (shard_sync).
+            return shard_sync.restore_latest(
+                self.strategy, self.checkpointer, self.is_chief, centres_shape=shape
+            )
+        return self.checkpointer.restore_latest(centres_shape=shape)
+
+    def centre_variables(self):
+        """The class-centre variables of this process (one, or one per local shard)."""
+        if self.sharded:
+            return [self.head.shard(r) for r in self.head.local_replicas]
+        return [self.head.centers]
 
     @staticmethod
     def _check_backbone(model):
@@ -327,13 +398,27 @@ class Trainer:
         report.update(tensors_copied=copied, init_centers=model_config.init_centers)
         if model_config.init_centers == "class_mean":
             centers, counts = finetune.class_mean_centers(
-                self.embed, self._class_mean_batches(), self.head.centers.numpy()
+                self.embed, self._class_mean_batches(), self._initial_centres()
             )
-            self.head.centers.assign(centers)
+            self._assign_centres(centers)
             report.update(classes_seen=int((counts > 0).sum()), images_embedded=int(counts.sum()))
         if self.is_chief:
             finetune.write_report(self.run_dir, report)
         self.init_report = report
+
+    def _initial_centres(self):
+        if not self.sharded:
+            return self.head.centers.numpy()
+        init = CentreInitializer(seed=self.config.seed)  # what every shard started from
+        return init.rows(0, self.derived.num_classes, self._dim).numpy()
+
+    def _assign_centres(self, centers):
+        if not self.sharded:
+            self.head.centers.assign(centers)
+            return
+        for replica in self.head.local_replicas:
+            start, stop = self.head.bounds[replica]
+            self.head.shard(replica).assign(centers[start:stop])
 
     def _class_mean_batches(self):
         """One pass over the training data, without augmentation where the data allows."""
@@ -370,6 +455,19 @@ class Trainer:
         return self.strategy.distribute_datasets_from_function(fn)
 
     # ------------------------------------------------------------------------------ step
+    def _head_loss(self, embeddings, labels, global_labels):
+        if self.sharded:
+            return self.head.per_example_loss(
+                embeddings, labels, step=self.step, with_target_cosine=True
+            )
+        return self.head.per_example_loss(
+            embeddings,
+            labels,
+            global_labels=global_labels,
+            step=self.step,
+            with_target_cosine=True,
+        )
+
     def _make_train_step(self, frozen=False):
         """The training step; ``frozen`` trains the class centres only (head warm-up)."""
         cfg, derived = self.config, self.derived
@@ -384,17 +482,12 @@ class Trainer:
         def loss_fn(images, labels):
             ctx = tf.distribute.get_replica_context()
             labels = tf.cast(tf.reshape(labels, [-1]), tf.int32)
-            global_labels = ctx.all_gather(labels, axis=0) if num_replicas > 1 else labels
+            gather = num_replicas > 1 and not self.sharded  # the sharded head gathers itself
+            global_labels = ctx.all_gather(labels, axis=0) if gather else labels
             embeddings = self.backbone(images, training=not frozen)
             if frozen:
                 embeddings = tf.stop_gradient(embeddings)
-            per_example, target_cosine = self.head.per_example_loss(
-                embeddings,
-                labels,
-                global_labels=global_labels,
-                step=self.step,
-                with_target_cosine=True,
-            )
+            per_example, target_cosine = self._head_loss(embeddings, labels, global_labels)
             if intra_weight:
                 per_example = per_example + intra_weight * intra_angle_of(target_cosine)
             data_loss = tf.reduce_sum(per_example) / global_batch
@@ -409,7 +502,8 @@ class Trainer:
             loss_fn,
             self.optimizer,
             backbone_vars,
-            extra=[(self.head.centers, apply_centers)],
+            # The sharded head's variable is the calling replica's shard.
+            extra=[(self.head.local_shard if self.sharded else self.head.centers, apply_centers)],
             statistics=[] if frozen else self.backbone.non_trainable_variables,
             clipnorm=cfg.optimizer.clipnorm,
             counter=self.step,
@@ -516,6 +610,7 @@ class Trainer:
                     if step == end:
                         break
         except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as failure:
+            _raise_if_bad_labels(failure)
             damaged = self._damaged_data(failure)
             if damaged is None:
                 raise
@@ -586,8 +681,11 @@ class Trainer:
 
     @tf.function
     def _weights_finite(self):
-        variables = self.backbone.weights + [self.head.centers]
-        return tf.reduce_all([tf.reduce_all(tf.math.is_finite(v.value)) for v in variables])
+        variables = self.backbone.weights + self.centre_variables()
+        values = [
+            v.value if isinstance(v, keras.Variable) else tf.convert_to_tensor(v) for v in variables
+        ]
+        return tf.reduce_all([tf.reduce_all(tf.math.is_finite(x)) for x in values])
 
     def _verify(self):
         scores = self.verifier(self.embed)
@@ -607,8 +705,29 @@ class Trainer:
                 f"The weights became non-finite at step {step}; training stopped without "
                 f"saving. The last good checkpoint ({self.checkpointer.latest}) is kept."
             )
-        self.checkpointer.save(step)
+        if self.sharded and self.num_workers > 1:
+            # The chief's checkpoint holds every worker's rows: gather the other workers'.
+            shard_sync.gather_remote_rows(
+                self.strategy, self.head, self._sharded_rows, self.is_chief
+            )
+        try:
+            self.checkpointer.save(step)
+        finally:
+            for rows in self._sharded_rows:
+                rows.remote = []
         if self.is_chief:
             checkpointing.save_model_atomic(
                 self.backbone, os.path.join(self.run_dir, "embedding_latest.keras")
             )
+
+
+def _raise_if_bad_labels(failure):
+    """A ValueError for the label-range assertion of the heads (other failures pass)."""
+    message = getattr(failure, "message", str(failure))
+    if "Labels must be in" not in message:
+        return
+    detail = message[message.index("Labels must be in") :].strip()
+    raise ValueError(
+        "A training batch holds a label outside the classes of the run; no weights were "
+        f"updated and no checkpoint was written for this step. {detail}"
+    ) from None

@@ -217,7 +217,9 @@ class PartialFC(keras.layers.Layer):
             ``(cosine float32 [B, S], local_labels int32 [B], index int32 [S] or None)``;
             with ``sample_rate=1`` ``S = N``, ``local_labels = labels`` and ``index`` is None.
         """
-        labels = tf.cast(tf.reshape(labels, [-1]), tf.int32)
+        labels = check_label_range(tf.cast(tf.reshape(labels, [-1]), tf.int32), self.num_classes)
+        if global_labels is not None:
+            global_labels = check_label_range(global_labels, self.num_classes)
         embeddings = tf.math.l2_normalize(tf.cast(embeddings, tf.float32), axis=1, epsilon=1e-12)
         centers = _value(self.centers)
         if not self.samples:
@@ -274,6 +276,22 @@ def require_logits_fn(logits_fn):
 def intra_angle_of(target_cosine):
     """The paper's Intra-Loss term ``theta_y / pi`` from target cosines (eq. 5), float32."""
     return safe_angle(tf.clip_by_value(target_cosine, -1.0, 1.0)) / math.pi
+
+
+def check_label_range(labels, num_classes):
+    """``labels`` after asserting they lie in ``[0, num_classes)`` (every op downstream waits)."""
+    low, high = tf.reduce_min(labels), tf.reduce_max(labels)
+    check = tf.debugging.Assert(
+        tf.logical_and(low >= 0, high < num_classes),
+        [
+            f"Labels must be in [0, {num_classes}) (num_classes={num_classes}). "
+            "Received: labels min, max =",
+            low,
+            high,
+        ],
+    )
+    with tf.control_dependencies([check]):
+        return tf.identity(labels)
 
 
 def _value(variable):
