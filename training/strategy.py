@@ -11,10 +11,19 @@ Example:
     1
 """
 
+import itertools
 import json
 import os
 
 STRATEGIES = ("auto", "default", "mirrored", "multi_worker")
+
+# A MirroredStrategy numbers its collective groups from ``1 + _collective_key_base`` (0 unless
+# set), and TensorFlow caches each collective's shape by (group, instance) key for the whole
+# process. A second strategy in one process (a loss table training one model after another, a
+# test session) would reuse the first one's keys and fail with "Shape mismatch in the
+# collective instance". Each strategy this factory creates gets its own key range.
+_KEY_RANGE = 10_000
+_mirrored_created = itertools.count()
 
 
 def _tf_config_workers():
@@ -77,13 +86,22 @@ def create_strategy(name="auto", devices=()):
     if name == "default":
         return tf.distribute.get_strategy()
     if name == "mirrored":
-        return tf.distribute.MirroredStrategy(devices=_local_devices(tf, devices))
+        return _mirrored_strategy(tf, _local_devices(tf, devices))
     if _tf_config_workers() < 1:
         raise ValueError(
             "The multi_worker strategy needs TF_CONFIG with a cluster of workers and this "
             f"process's task. Received: TF_CONFIG={os.environ.get('TF_CONFIG', '')!r}"
         )
     return tf.distribute.MultiWorkerMirroredStrategy()
+
+
+def _mirrored_strategy(tf, devices):
+    cls = tf.distribute.MirroredStrategy
+    cls._collective_key_base = next(_mirrored_created) * _KEY_RANGE
+    try:
+        return cls(devices=devices)
+    finally:
+        cls._collective_key_base = 0
 
 
 def worker_info(strategy):
