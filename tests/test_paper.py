@@ -268,6 +268,18 @@ def test_paper_figures_reduced_command(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_paper_table_reduced_command(tmp_path):
+    """The reduced table runs every row end to end; it cannot rank the losses.
+
+    The reduced run trains each row for 4 SGD steps from random initialisation, which leaves
+    every row at chance level on the held-out pairs. Measured with this engine
+    (REDUCED_TABLE, seeds 0, 1, 2; TAR@FAR=1e-2 / accuracy): Softmax 0.045, 0.020, 0.020 /
+    0.473, 0.520, 0.570; ArcFace (m=0.5) 0.051, 0.020, 0.023 / 0.520, 0.567, 0.477; CosFace
+    (m=0.35) 0.078, 0.036, 0.057 / 0.517, 0.553, 0.483. ArcFace and Softmax overlap, so an
+    assertion that the margin losses beat Softmax would pass or fail by luck; the ordering is
+    what the full table (docs/paper_table.md, 150 steps x 3 seeds) reports. This test checks
+    what the reduced run can show: every row of the paper trains on the same budget, stays
+    finite and is scored by the held-out protocol, and the report is written.
+    """
     out = tmp_path / "table"
     assert cli.main(["paper", "table", "--reduced", "--quiet", "--out", str(out)]) == 0
     summary = json.loads((out / "paper_table.json").read_text())
