@@ -44,7 +44,7 @@ import time
 import keras
 import tensorflow as tf
 
-from keras_arcface.layers.partial_fc import CentreInitializer, PartialFC, intra_angle_of
+from keras_arcface.layers.partial_fc import CenterInitializer, PartialFC, intra_angle_of
 from keras_arcface.layers.sharded_partial_fc import ShardedPartialFC, why_cannot_shard
 from keras_arcface.training import (
     callbacks,
@@ -409,7 +409,7 @@ class Trainer:
     def _initial_centres(self):
         if not self.sharded:
             return self.head.centers.numpy()
-        init = CentreInitializer(seed=self.config.seed)  # what every shard started from
+        init = CenterInitializer(seed=self.config.seed)  # what every shard started from
         return init.rows(0, self.derived.num_classes, self._dim).numpy()
 
     def _assign_centres(self, centers):

@@ -35,7 +35,7 @@ import math
 import tensorflow as tf
 
 from keras_arcface.layers.partial_fc import (
-    CentreInitializer,
+    CenterInitializer,
     check_head_arguments,
     check_label_range,
     require_logits_fn,
@@ -138,7 +138,7 @@ class ShardedPartialFC(tf.Module):
         self.bounds = shard_bounds(self.num_classes, self.num_replicas)
         devices = list(strategy.extended.worker_devices)
         first = _first_local_replica(strategy, len(devices))
-        init = CentreInitializer(seed=self.seed)
+        init = CenterInitializer(seed=self.seed)
         self.devices = {first + k: device for k, device in enumerate(devices)}
         self._shards = {}
         for replica, device in self.devices.items():
