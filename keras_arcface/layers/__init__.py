@@ -10,7 +10,14 @@ that also applies the ArcFace margin when called on ``[embeddings, labels]``. ``
 from keras_arcface.layers.arc_margin_product import ArcMarginProduct
 from keras_arcface.layers.norm_dense import CENTER_LAYOUT, NormDense, l2_normalize
 
-__all__ = ["ArcMarginProduct", "CENTER_LAYOUT", "NormDense", "PartialFC", "l2_normalize"]
+__all__ = [
+    "ArcMarginProduct",
+    "CENTER_LAYOUT",
+    "NormDense",
+    "PartialFC",
+    "ShardedPartialFC",
+    "l2_normalize",
+]
 
 
 def __getattr__(name):
@@ -20,6 +27,10 @@ def __getattr__(name):
         from keras_arcface.layers.partial_fc import PartialFC
 
         return PartialFC
+    if name == "ShardedPartialFC":
+        from keras_arcface.layers.sharded_partial_fc import ShardedPartialFC
+
+        return ShardedPartialFC
     if name == "CENTRE_LAYOUT":
         from keras_arcface.layers import norm_dense
 
