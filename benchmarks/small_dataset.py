@@ -37,6 +37,10 @@ CONFIGS = ("default", "recipe", "finetune_random", "finetune_class_mean")
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--first-seed", type=int, default=0)
+    parser.add_argument(
+        "--pretrained", default=None, help="reuse a pretraining run folder instead of training one"
+    )
     parser.add_argument("--identities", type=int, default=30)
     parser.add_argument("--images", type=int, default=10)
     parser.add_argument("--heldout", type=int, default=10)
@@ -53,6 +57,13 @@ def parse_args(argv=None):
         type=float,
         default=None,
         help="override the recipe's 60 epochs (a CPU budget; early stopping usually ends sooner)",
+    )
+    parser.add_argument(
+        "--combine",
+        nargs="+",
+        default=None,
+        help="only tabulate the runs of earlier result files (.json or .json.partial), e.g. "
+        "seeds run in separate processes",
     )
     parser.add_argument("--work", default=None, help="scratch folder (default: a temp dir)")
     parser.add_argument(
@@ -223,18 +234,47 @@ def summarise(rows, names):
     return table
 
 
+def print_table(table):
+    print(f"\n{'config':<22} {'mean':>7} {'std':>7} {'min':>7} {'max':>7}  n")
+    for row in table:
+        print(
+            f"{row['config']:<22} {row['mean']:7.4f} {row['std']:7.4f} "
+            f"{row['min']:7.4f} {row['max']:7.4f}  {row['n']}"
+        )
+
+
+def combine(args, names):
+    import json
+
+    rows = []
+    for path in args.combine:
+        with open(path, encoding="utf-8") as handle:
+            rows += json.load(handle)["runs"]
+    table = summarise(rows, ["raw_pixels"] + names)
+    print_table(table)
+    write_json(
+        args.out,
+        {"machine": machine_info(), "combined_from": args.combine, "table": table, "runs": rows},
+    )
+    return 0
+
+
 def main(argv=None):
     args = parse_args(argv)
     names = [n for n in args.configs.split(",") if n]
+    if args.combine:
+        return combine(args, names)
     work = args.work or tempfile.mkdtemp(prefix="small_dataset_")
     import keras
     import tensorflow as tf
 
     pretrained, pretrain_seconds = (None, 0.0)
-    if any(n.startswith("finetune") for n in names):
+    if args.pretrained:
+        pretrained = args.pretrained
+    elif any(n.startswith("finetune") for n in names):
         pretrained, pretrain_seconds = pretrain(work, args)
     rows = []
-    for seed in range(args.seeds):
+    for seed in range(args.first_seed, args.first_seed + args.seeds):
         data = make_data(work, seed, args)
         rows.append({"config": "raw_pixels", "seed": seed, "test_accuracy": raw_pixels(data[2])})
         for name in names:
@@ -242,12 +282,7 @@ def main(argv=None):
             print(rows[-1], flush=True)
             write_json(args.out + ".partial", {"runs": rows})  # survives an interrupted run
     table = summarise(rows, ["raw_pixels"] + names)
-    print(f"\n{'config':<22} {'mean':>7} {'std':>7} {'min':>7} {'max':>7}  n")
-    for row in table:
-        print(
-            f"{row['config']:<22} {row['mean']:7.4f} {row['std']:7.4f} "
-            f"{row['min']:7.4f} {row['max']:7.4f}  {row['n']}"
-        )
+    print_table(table)
     write_json(
         args.out,
         {
