@@ -246,10 +246,18 @@ def print_table(table):
 def combine(args, names):
     import json
 
-    rows = []
-    for path in args.combine:
+    rows, seen, dropped = [], set(), []
+    for path in args.combine:  # the first file's run of a (config, seed) wins
         with open(path, encoding="utf-8") as handle:
-            rows += json.load(handle)["runs"]
+            for row in json.load(handle)["runs"]:
+                key = (row["config"], row["seed"])
+                (dropped if key in seen else rows).append(row)
+                seen.add(key)
+    if dropped:
+        print(
+            f"dropped {len(dropped)} repeated (config, seed) runs: "
+            f"{[(r['config'], r['seed']) for r in dropped]}"
+        )
     table = summarise(rows, ["raw_pixels"] + names)
     print_table(table)
     write_json(
