@@ -117,7 +117,7 @@ def computed_table(
     return rows
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--num-classes", type=int, default=1_000_000)
     parser.add_argument("--dim", type=int, default=128)
@@ -128,7 +128,7 @@ def main():
     parser.add_argument("--table-dim", type=int, default=512)
     parser.add_argument("--one", nargs=2, help=argparse.SUPPRESS)
     parser.add_argument("--out", default=os.path.join(HERE, "results", "partial_fc_sharded.json"))
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.one:
         rate, layout = float(args.one[0]), args.one[1]
         result = run_one(

@@ -168,3 +168,17 @@ def test_alignment_runs(tmp_path):
     assert result["one_photo_640x480"]["faces"] == 1
     assert all(row["crops"] == 3 for row in result["align_folder"].values())
     assert result["alignment_step"]["crop_mean_abs_difference"] < 1.0
+
+
+@pytest.mark.slow  # one TensorFlow process per layout
+def test_partial_fc_sharded_runs(tmp_path):
+    result = _run(
+        "partial_fc_sharded",
+        ["--num-classes", "64", "--dim", "8", "--batch", "4", "--rates", "1.0"]
+        + ["--steps", "1", "--warmup", "0"],
+        tmp_path,
+        output_flag="--out",
+    )
+    rows = {r["layout"]: r for r in result["results"]}
+    assert rows["sharded"]["head_bytes_per_replica"] == 32 * 8 * 8  # 32 rows x 8 x (w + m)
+    assert rows["replicated"]["head_bytes_per_replica"] == 64 * 8 * 8
