@@ -9,6 +9,7 @@ reference's (> 1 means this package is faster).
 
 import os
 import statistics
+import sys
 import time
 
 TORCH_MISSING = (
@@ -33,6 +34,28 @@ def set_tensorflow_threads(tf, threads):
         tf.config.threading.set_intra_op_parallelism_threads(int(threads))
     except RuntimeError:
         pass
+
+
+def prepare_sides(tf, keras, threads, **versions):
+    """Sets both sides to ``threads`` and returns ``(torch or None, machine info)``.
+
+    The machine info (``_results.machine_info``) records TensorFlow, Keras, torch and the
+    threading environment, plus any other ``versions`` given (e.g. ``onnxruntime=...``).
+    """
+    from _results import machine_info
+
+    set_tensorflow_threads(tf, threads)
+    torch = import_torch(threads)
+    if torch is None:
+        print(TORCH_MISSING, file=sys.stderr)
+    machine = machine_info(
+        tensorflow=tf.__version__,
+        keras=keras.__version__,
+        **versions,
+        torch=getattr(torch, "__version__", None),
+        environment=thread_environment(),
+    )
+    return torch, machine
 
 
 def thread_environment():

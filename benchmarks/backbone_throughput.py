@@ -43,16 +43,14 @@ from _reference import (  # noqa: E402
     TORCH_MISSING,
     compare,
     format_ratio,
-    import_torch,
     interleaved,
     load_average,
-    set_tensorflow_threads,
-    thread_environment,
+    prepare_sides,
     torch_eager_runner,
     torch_inference_model,
     torch_training_step,
 )
-from _results import machine_info, write_json  # noqa: E402
+from _results import write_json  # noqa: E402
 
 from keras_arcface.models import blocks, count_params_and_macs, get_backbone  # noqa: E402
 from keras_arcface.models.fast_batch_normalization import FastBatchNormalization  # noqa: E402
@@ -193,16 +191,7 @@ def main(argv=None):
         default=os.path.join(os.path.dirname(__file__), "results", "backbone_throughput.json"),
     )
     args = parser.parse_args(argv)
-    set_tensorflow_threads(tf, args.threads)
-    torch = import_torch(args.threads)
-    if torch is None:
-        print(TORCH_MISSING, file=sys.stderr)
-    machine = machine_info(
-        tensorflow=tf.__version__,
-        keras=keras.__version__,
-        torch=getattr(torch, "__version__", None),
-        environment=thread_environment(),
-    )
+    torch, machine = prepare_sides(tf, keras, args.threads)
     sizes = {preset: count_params_and_macs(preset) for preset in args.presets}
     rows = []
     for config in _configs(args):

@@ -34,14 +34,12 @@ import numpy as np  # noqa: E402
 from _reference import (  # noqa: E402
     TORCH_MISSING,
     export_torch_onnx,
-    import_torch,
     load_average,
-    set_tensorflow_threads,
-    thread_environment,
+    prepare_sides,
     torch_eager_runner,
     torch_inference_model,
 )
-from _results import machine_info, write_json  # noqa: E402
+from _results import write_json  # noqa: E402
 
 FORMATS = ("keras", "saved_model", "tflite_float32", "tflite_float16", "tflite_int8", "onnx")
 REFERENCE_ARCHS = ("mbf", "r18", "r34", "r50")
@@ -245,17 +243,7 @@ def main(argv=None):
 
     from keras_arcface.data import render_identities
 
-    set_tensorflow_threads(tf, args.threads)
-    torch = import_torch(args.threads)
-    if torch is None:
-        print(TORCH_MISSING, file=sys.stderr)
-    machine = machine_info(
-        tensorflow=tf.__version__,
-        keras=keras.__version__,
-        onnxruntime=onnxruntime.__version__,
-        torch=getattr(torch, "__version__", None),
-        environment=thread_environment(),
-    )
+    torch, machine = prepare_sides(tf, keras, args.threads, onnxruntime=onnxruntime.__version__)
     calibration = render_identities(
         max(1, args.calibration_images // 4), 4, seed=0, heldout=True, num_workers=1
     )[0].astype(np.float32)
