@@ -3,7 +3,7 @@
 Each (layout, sample rate) runs in its own process with two logical CPU devices
 (``MirroredStrategy``). One step = all-gather of the embeddings, cosines, ArcFace margin,
 softmax cross-entropy (across shards when sharded), backward, SGD-momentum update of the
-centres. Per-replica head bytes are the sizes of the centre and momentum variables placed on
+centers. Per-replica head bytes are the sizes of the center and momentum variables placed on
 each device; the table for N = 1M..10M and R = 1..8 is computed from the same formula
 (``2 * ceil(N / R) * D * 4`` bytes sharded, ``2 * N * D * 4`` replicated).
 
@@ -106,7 +106,7 @@ def run_one(num_classes, dim, batch, rate, sharded, steps, warmup):
 def computed_table(
     dim, replicas=(1, 2, 4, 8), classes=(1_000_000, 2_000_000, 5_000_000, 10_000_000)
 ):
-    """Per-replica GiB of centres + SGD momentum: sharded (replicated in brackets)."""
+    """Per-replica GiB of centers + SGD momentum: sharded (replicated in brackets)."""
     rows = []
     for n in classes:
         row = {"num_classes": n}
@@ -167,7 +167,7 @@ def main(argv=None):
             f"{r['median_step_ms']:.1f} | {r['peak_rss_mib']:.0f} |"
         )
     table = computed_table(args.table_dim)
-    print(f"\nComputed per-replica GiB (centres + momentum, dim {args.table_dim}), sharded:\n")
+    print(f"\nComputed per-replica GiB (centers + momentum, dim {args.table_dim}), sharded:\n")
     print("| classes | R=1 | R=2 | R=4 | R=8 | replicated (any R) |")
     print("|---:|---:|---:|---:|---:|---:|")
     for t in table:

@@ -158,7 +158,7 @@ def main(argv=None):
         "generate_seconds": round(generate_seconds, 1),
         "total_seconds": summary["total_seconds"],
         "raw_pixel_accuracy": pixel_accuracy(verification.images, verification.issame),
-        "centred_pixel_accuracy": pixel_accuracy(
+        "centered_pixel_accuracy": pixel_accuracy(
             verification.images, verification.issame, centered=True
         ),
     }

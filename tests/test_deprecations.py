@@ -77,7 +77,7 @@ def test_runtime_normalized_attribute_and_metadata_key():
         assert Fake().normalised is True
     metadata = contract.contract_metadata(512)
     assert metadata["output_l2_normalized"] is True
-    assert metadata["output_l2_normalised"] is True  # old key, still written until 0.3
+    assert metadata["output_l2_normalised"] is True  # old key: still written for 0.1 apps until 0.3
 
 
 def test_centre_layout_constant_is_center_layout():
@@ -101,3 +101,102 @@ def test_centre_initializer_is_the_center_initializer():
     new = partial_fc.CenterInitializer(stddev=0.02, seed=5)
     assert isinstance(old, partial_fc.CenterInitializer)
     np.testing.assert_array_equal(np.asarray(old((6, 3))), np.asarray(new((6, 3))))
+
+
+def _deprecations(record, text):
+    return [
+        w for w in record if issubclass(w.category, DeprecationWarning) and text in str(w.message)
+    ]
+
+
+def test_trainer_centre_variables_is_center_variables():
+    from types import SimpleNamespace
+
+    from keras_arcface.training.trainer import Trainer
+
+    fake = SimpleNamespace(sharded=False, head=SimpleNamespace(centers="the centers"))
+    assert Trainer.center_variables(fake) == ["the centers"]
+    with pytest.warns(DeprecationWarning, match="center_variables"):
+        assert Trainer.centre_variables(fake) == ["the centers"]
+
+
+def _checkpoint_with_centers(folder, num_classes, dim):
+    import tensorflow as tf
+
+    from keras_arcface.training.checkpointing import Checkpointer
+
+    head = tf.Module()
+    head.centers = tf.Variable(np.zeros((num_classes, dim), np.float32))
+    checkpointer = Checkpointer(tf.train.Checkpoint(head=head), str(folder), is_chief=True)
+    checkpointer.save(1)
+    return checkpointer
+
+
+def test_checkpointer_takes_centres_shape_with_a_warning(tmp_path):
+    import warnings
+
+    from keras_arcface.training import checkpointing
+
+    checkpointer = _checkpoint_with_centers(tmp_path, 4, 3)
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        assert checkpointer.restore_latest(centers_shape=(4, 3)).endswith("ckpt-1")
+    assert not _deprecations(record, "centres")
+    # The old keyword is forwarded: a wrong class count is still refused by it.
+    with pytest.warns(DeprecationWarning, match="centers_shape"):
+        with pytest.raises(ValueError, match="4 classes"):
+            checkpointer.restore_latest(centres_shape=(5, 3))
+    with pytest.warns(DeprecationWarning, match="centers_shape"):
+        assert checkpointer.restore(checkpointer.latest, centres_shape=(4, 3))
+    with pytest.raises(TypeError, match="centres_shape"):
+        checkpointer.restore_latest(centres_shape=(4, 3), centers_shape=(4, 3))
+    with pytest.warns(DeprecationWarning, match="check_centers_shape"):
+        with pytest.raises(ValueError, match="embedding size 3"):
+            checkpointing.check_centres_shape(checkpointer.latest, 4, 8)
+    with pytest.warns(DeprecationWarning, match="CENTERS_KEY"):
+        assert checkpointing.CENTRES_KEY == checkpointing.CENTERS_KEY
+    with pytest.raises(AttributeError):
+        _ = checkpointing.NO_SUCH_NAME
+
+
+def test_partial_fc_config_shard_centres_attribute():
+    from keras_arcface.training.config import PartialFCConfig
+
+    section = PartialFCConfig(shard_centers=False)
+    with pytest.warns(DeprecationWarning, match="shard_centers"):
+        assert section.shard_centres is False
+    with pytest.warns(DeprecationWarning, match="shard_centers"):
+        section.shard_centres = True
+    assert section.shard_centers is True
+
+
+def test_angular_gaps_answers_centres_deg_but_writes_centers_deg():
+    import json
+
+    from keras_arcface.paper.toy_experiment import angular_gaps
+
+    angles = np.radians([0, 10, 90, 100])
+    gaps = angular_gaps(np.stack([np.cos(angles), np.sin(angles)], 1), [0, 0, 1, 1], 0.0)
+    assert gaps["centers_deg"] == [5.0, 95.0]  # hand-worked: the mean angle of each pair
+    with pytest.warns(DeprecationWarning, match="centers_deg"):
+        assert gaps["centres_deg"] == [5.0, 95.0]
+    with pytest.warns(DeprecationWarning, match="centers_deg"):
+        assert gaps.get("centres_deg") == [5.0, 95.0]
+    assert "centres_deg" not in json.loads(json.dumps(gaps))
+    assert gaps.get("no_such_key", 7) == 7
+
+
+def test_metadata_of_an_older_export_is_read_under_the_new_key(tmp_path):
+    import json
+
+    from keras_arcface.inference import contract
+
+    artifact = tmp_path / "model_float32.tflite"
+    old = {"output_l2_normalised": True, "embedding_dim": 8}  # as 0.1 wrote it
+    (tmp_path / "model_float32.json").write_text(json.dumps(old), encoding="utf-8")
+    metadata = contract.read_sidecar(artifact)
+    assert metadata["output_l2_normalized"] is True
+    assert metadata["embedding_dim"] == 8
+    assert (
+        contract.upgrade_metadata({"output_l2_normalized": False})["output_l2_normalized"] is False
+    )

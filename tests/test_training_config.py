@@ -170,3 +170,128 @@ def test_train_command_print_config_and_errors(capsys):
     assert "schedul" in capsys.readouterr().err
     assert main(["train", "--list"]) == 0
     assert "casia_r50" in capsys.readouterr().out
+
+
+# Renamed keys (C.RENAMED_KEYS): partial_fc.shard_centres is now partial_fc.shard_centers.
+OLD, NEW = "partial_fc.shard_centres", "partial_fc.shard_centers"
+
+
+def _renamed_key_warnings(record):
+    return [
+        w
+        for w in record
+        if issubclass(w.category, DeprecationWarning) and "shard_centres" in str(w.message)
+    ]
+
+
+def _load(function, *args):
+    """``function(*args)`` and the DeprecationWarnings it gave about the renamed key."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        result = function(*args)
+    return result, _renamed_key_warnings(record)
+
+
+def test_renamed_key_works_in_yaml_dict_and_overrides_and_warns_once(tmp_path):
+    path = tmp_path / "old.yaml"
+    path.write_text("partial_fc:\n  sample_rate: 0.5\n  shard_centres: false\n")
+    cases = [
+        (C.load_config, str(path)),
+        (C.from_dict, {"partial_fc": {"shard_centres": False}}),
+        (C.load_config, None, [f"{OLD}=false"]),
+    ]
+    for function, *args in cases:
+        cfg, warned = _load(function, *args)
+        assert cfg.partial_fc.shard_centers is False, args
+        assert len(warned) == 1, (args, warned)
+        message = str(warned[0].message)
+        assert OLD in message and NEW in message and "0.3" in message
+
+
+def test_new_key_does_not_warn(tmp_path):
+    path = tmp_path / "new.yaml"
+    path.write_text("partial_fc:\n  shard_centers: true\n")
+    for function, *args in [
+        (C.load_config, str(path)),
+        (C.from_dict, {"partial_fc": {"shard_centers": True}}),
+        (C.load_config, None, [f"{NEW}=true"]),
+    ]:
+        cfg, warned = _load(function, *args)
+        assert cfg.partial_fc.shard_centers is True and warned == [], args
+
+
+def test_both_spellings_with_different_values_are_an_error(tmp_path):
+    path = tmp_path / "both.yaml"
+    path.write_text("partial_fc:\n  shard_centres: true\n  shard_centers: false\n")
+    expected = rf"{NEW}.*deprecated name '{OLD}'.*Received: {OLD}=True, {NEW}=False"
+    with pytest.warns(DeprecationWarning):
+        with pytest.raises(C.ConfigError, match=expected):
+            C.load_config(str(path))
+    with pytest.warns(DeprecationWarning):
+        with pytest.raises(C.ConfigError, match=expected):
+            C.from_dict({"partial_fc": {"shard_centres": True, "shard_centers": False}})
+    for overrides in ([f"{OLD}=true", f"{NEW}=false"], [f"{NEW}=false", f"{OLD}=true"]):
+        with pytest.warns(DeprecationWarning):
+            with pytest.raises(C.ConfigError, match=expected):
+                C.load_config(None, overrides)
+    # The same value twice is not a conflict.
+    cfg, _ = _load(C.from_dict, {"partial_fc": {"shard_centres": True, "shard_centers": True}})
+    assert cfg.partial_fc.shard_centers is True
+
+
+def test_an_override_beats_the_file_under_either_name(tmp_path):
+    old_file, new_file = tmp_path / "old.yaml", tmp_path / "new.yaml"
+    old_file.write_text("partial_fc:\n  shard_centres: true\n")
+    new_file.write_text("partial_fc:\n  shard_centers: true\n")
+    assert (
+        _load(C.load_config, str(old_file), [f"{NEW}=false"])[0].partial_fc.shard_centers is False
+    )
+    assert (
+        _load(C.load_config, str(new_file), [f"{OLD}=false"])[0].partial_fc.shard_centers is False
+    )
+
+
+def test_from_dict_leaves_the_callers_mapping_alone():
+    values = {"partial_fc": {"shard_centres": False}}
+    _load(C.from_dict, values)
+    assert values == {"partial_fc": {"shard_centres": False}}
+
+
+def test_a_run_config_saved_with_the_old_key_compares_silently():
+    saved = C.to_dict(C.from_dict({"partial_fc": {"shard_centers": False}}))
+    saved["partial_fc"]["shard_centres"] = saved["partial_fc"].pop("shard_centers")
+    changes, warned = _load(
+        C.changed_keys, saved, C.from_dict({"partial_fc": {"shard_centers": False}})
+    )
+    assert changes == [] and warned == []
+    changes, _ = _load(C.changed_keys, saved, C.from_dict({}))
+    assert changes == [f"{NEW}: False -> None"]
+
+
+def test_a_run_saved_by_an_older_version_resumes(tmp_path):
+    """``train --resume --run-dir R`` on a run whose config.yaml has the old key."""
+    import training_fixtures as fx
+
+    from keras_arcface.training.trainer import Trainer
+
+    def trainer(cfg, resume=False):
+        backbone, data = fx.tiny_backbone, fx.make_dataset_fn()
+        return Trainer(cfg, str(tmp_path), resume=resume, backbone_fn=backbone, dataset_fn=data)
+
+    cfg = fx.experiment(
+        schedule={"total_steps": 4, "warmup_steps": 1}, partial_fc={"shard_centers": False}
+    )
+    cfg.checkpoint.every_steps = 2
+    trainer(cfg).fit(until=2)
+    saved = yaml.safe_load((tmp_path / "config.yaml").read_text())
+    saved["partial_fc"]["shard_centres"] = saved["partial_fc"].pop("shard_centers")  # as 0.1 wrote
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(saved, sort_keys=False))
+    resumed_cfg, warned = _load(C.load_config, str(tmp_path / "config.yaml"))
+    assert len(warned) == 1
+    resumed = trainer(resumed_cfg, resume=True)  # no "config differs" refusal
+    assert int(resumed.step.numpy()) == 2
+    assert resumed.fit().step == 4
+    rewritten = yaml.safe_load((tmp_path / "config.yaml").read_text())["partial_fc"]
+    assert rewritten == {"sample_rate": 1.0, "shard_centers": False}

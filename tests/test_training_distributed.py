@@ -30,7 +30,7 @@ WORKER_SCRIPT = textwrap.dedent(
     cfg = fx.experiment(
         data={{"batch_size": 16}},
         schedule={{"total_steps": 8, "warmup_steps": 2}},
-        partial_fc={{"sample_rate": 0.5, "shard_centres": False}},  # replicated: equal copies
+        partial_fc={{"sample_rate": 0.5, "shard_centers": False}},  # replicated: equal copies
         checkpoint={{"every_steps": 4}},
     )
     trainer = Trainer(cfg, sys.argv[1], strategy=strategy, backbone_fn=fx.tiny_backbone,
@@ -110,7 +110,7 @@ def test_two_workers_end_with_identical_weights(tmp_path):
     assert not os.path.exists(tmp_path / "run1" / "metrics.csv")
     # The same global batches in one process (two replicas over two logical CPUs, each fed
     # the share its worker read) reach the same weights: the cross-worker gradient sum,
-    # centre update, Partial FC sampling and batch-norm averaging match a single process.
+    # center update, Partial FC sampling and batch-norm averaging match a single process.
     single = _single_process_weights(tmp_path / "single")
     assert len(single) == len(arrays)
     for key, weights in zip(arrays, single):
@@ -140,7 +140,7 @@ def _single_process_weights(run_dir):
     cfg = fx.experiment(
         data={"batch_size": 16},
         schedule={"total_steps": 8, "warmup_steps": 2},
-        partial_fc={"sample_rate": 0.5, "shard_centres": False},  # replicated copies compared
+        partial_fc={"sample_rate": 0.5, "shard_centers": False},  # replicated copies compared
         checkpoint={"every_steps": 4},
     )
     trainer = Trainer(

@@ -75,7 +75,7 @@ def test_two_replicas_with_batch_norm_match_the_one_device_oracle(tmp_path):
     steps = 3
     trainer = Trainer(
         # The oracle holds one replicated copy of the centers (sharding has its own tests).
-        _config(batch_size=8, steps=steps, partial_fc={"shard_centres": False}),
+        _config(batch_size=8, steps=steps, partial_fc={"shard_centers": False}),
         str(tmp_path),
         strategy=_strategy("mirrored"),
         backbone_fn=lambda: fx.tiny_backbone(batch_norm=True),

@@ -110,7 +110,7 @@ def batch():
     + [pytest.param(n, marks=pytest.mark.slow) for n in sorted(MARGINS) if n != "arcface"],
 )
 def test_rate_one_equals_the_full_softmax_oracle(batch, name):
-    """Loss and gradients (embeddings and every centre row) within 1e-5 of float64."""
+    """Loss and gradients (embeddings and every center row) within 1e-5 of float64."""
     emb, centers, labels = batch
     head = _head(centers, name=name)
     assert [tuple(head.shard(r).shape) for r in head.local_replicas] == [(6, 5), (5, 5)]
@@ -197,8 +197,8 @@ def _trainer(tmp_path, strategy, batch_size, resume=False, allow_change=False, *
     )
 
 
-def _centres(trainer):
-    return np.concatenate([np.asarray(v.numpy()) for v in trainer.centre_variables()])
+def _centers(trainer):
+    return np.concatenate([np.asarray(v.numpy()) for v in trainer.center_variables()])
 
 
 def independent_sgd(backbone, centers, steps, batch, lr=0.05, momentum=0.9, wd=5e-4):
@@ -228,23 +228,23 @@ def independent_sgd(backbone, centers, steps, batch, lr=0.05, momentum=0.9, wd=5
 def test_five_sgd_steps_sharded_on_two_devices_equal_one_device(tmp_path):
     two = _trainer(tmp_path / "two", "mirrored", 8)
     assert two.sharded and two.strategy.num_replicas_in_sync == 2
-    assert [tuple(v.shape) for v in two.centre_variables()] == [(5, 16), (5, 16)]
+    assert [tuple(v.shape) for v in two.center_variables()] == [(5, 16), (5, 16)]
     start_backbone = [v.numpy() for v in two.backbone.trainable_variables]
-    start_centres = _centres(two)
+    start_centers = _centers(two)
     two.fit()
     reference = fx.tiny_backbone(batch_norm=False)
     for v, value in zip(reference.trainable_variables, start_backbone):
         v.assign(value)
-    want_backbone, want_centres = independent_sgd(reference, start_centres, 5, 16)
+    want_backbone, want_centers = independent_sgd(reference, start_centers, 5, 16)
     for got, want in zip(two.backbone.trainable_variables, want_backbone):
         np.testing.assert_allclose(got.numpy(), want, atol=1e-5, rtol=1e-5)
-    np.testing.assert_allclose(_centres(two), want_centres, atol=1e-5, rtol=1e-5)
-    assert np.abs(want_centres - start_centres).max() > 1e-3  # they moved
+    np.testing.assert_allclose(_centers(two), want_centers, atol=1e-5, rtol=1e-5)
+    assert np.abs(want_centers - start_centers).max() > 1e-3  # they moved
     # And the replicated single-device Trainer reaches the same weights.
     one = _trainer(tmp_path / "one", "default", 16)
-    np.testing.assert_array_equal(_centres(one), start_centres)  # same initial centres
+    np.testing.assert_array_equal(_centers(one), start_centers)  # same initial centers
     one.fit()
-    np.testing.assert_allclose(_centres(one), _centres(two), atol=1e-5, rtol=1e-5)
+    np.testing.assert_allclose(_centers(one), _centers(two), atol=1e-5, rtol=1e-5)
 
 
 # ------------------------------------------------------------------------ elastic resume
@@ -267,14 +267,14 @@ def test_resume_on_another_replica_count_gives_the_uninterrupted_next_step(tmp_p
     )
     assert resumed.restored_from.endswith("ckpt-3")
     assert resumed.sharded == (after == "mirrored")
-    np.testing.assert_array_equal(_centres(resumed), _centres(first))
+    np.testing.assert_array_equal(_centers(resumed), _centers(first))
     straight = _trainer(
         tmp_path / "straight", after, per_replica[after], schedule={"total_steps": 4}
     )
     want = straight.fit().loss
     got = resumed.fit().loss
     assert got == pytest.approx(want, abs=1e-5)
-    np.testing.assert_allclose(_centres(resumed), _centres(straight), atol=1e-5, rtol=1e-5)
+    np.testing.assert_allclose(_centers(resumed), _centers(straight), atol=1e-5, rtol=1e-5)
 
 
 # ----------------------------------------------------------------------------- bad input
@@ -326,8 +326,8 @@ def test_label_outside_the_classes_on_one_replica_is_refused(tmp_path, strategy)
         backbone_fn=lambda: fx.tiny_backbone(batch_norm=False),
         dataset_fn=bad_dataset_fn,
     )
-    start = _centres(trainer)
+    start = _centers(trainer)
     with pytest.raises(ValueError, match=r"\[0, 10\) \(num_classes=10\).*15"):
         trainer.fit()
-    np.testing.assert_array_equal(_centres(trainer), start)  # no update
+    np.testing.assert_array_equal(_centers(trainer), start)  # no update
     assert not (tmp_path / "checkpoints").exists() or not list((tmp_path / "checkpoints").iterdir())

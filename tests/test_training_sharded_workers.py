@@ -38,7 +38,7 @@ WORKER = textwrap.dedent(
                        dataset_fn=fx.make_interleaved_dataset_fn())
 
     def weights(t):
-        shards = [np.array(v.numpy()) for v in t.centre_variables()]
+        shards = [np.array(v.numpy()) for v in t.center_variables()]
         return [np.array(v.numpy()) for v in t.backbone.weights], shards
 
     arrays = {{}}
@@ -148,7 +148,7 @@ def _compare(saved, prefix, trainer, atol=1e-5):
     backbone = [np.array(v.numpy()) for v in trainer.backbone.weights]
     for i, want in enumerate(backbone):
         np.testing.assert_allclose(saved[f"{prefix}_w{i}"], want, atol=atol, rtol=1e-5)
-    return np.concatenate([np.array(v.numpy()) for v in trainer.centre_variables()])
+    return np.concatenate([np.array(v.numpy()) for v in trainer.center_variables()])
 
 
 def test_two_workers_equal_two_devices_and_one_device(tmp_path):

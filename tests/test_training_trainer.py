@@ -62,7 +62,7 @@ def test_fit_writes_the_run_folder(tmp_path):
     accs = [float(r["verify/toy/accuracy"]) for r in rows if r["verify/toy/accuracy"]]
     assert len(accs) == 2 and accs[-1] > 0.8  # well-separated prototypes
     assert result.best_accuracy == pytest.approx(max(accs))
-    # The saved embedding model is the trained one and carries no class centres.
+    # The saved embedding model is the trained one and carries no class centers.
     model = keras.saving.load_model(tmp_path / "embedding_latest.keras")
     images = fx.epoch_arrays(0)[0][:8]
     np.testing.assert_allclose(model.predict(images, verbose=0), trainer.embed(images), atol=1e-5)
@@ -115,7 +115,7 @@ def test_mirrored_two_devices_matches_one_device(tmp_path):
     """Two replicas of 8 on one global batch of 16 == one device on the same 16 images."""
     overrides = {
         "schedule": {"total_steps": 6, "warmup_steps": 2},
-        "partial_fc": {"sample_rate": 0.5, "shard_centres": False},
+        "partial_fc": {"sample_rate": 0.5, "shard_centers": False},
     }
     one = _trainer(
         fx.experiment(data={"batch_size": 16}, **overrides), tmp_path / "one", batch_norm=False

@@ -24,6 +24,7 @@ import tensorflow as tf
 from tensorflow.python.trackable import base
 from tensorflow.python.training.saving import saveable_object
 
+from keras_arcface._deprecation import renamed_function, renamed_keywords, warn_renamed
 from keras_arcface._io import atomic_path
 
 
@@ -31,7 +32,7 @@ class Checkpointer:
     """A ``tf.train.CheckpointManager`` that knows chief and non-chief workers.
 
     Args:
-        checkpoint: the ``tf.train.Checkpoint`` (model, centres, optimisers, step).
+        checkpoint: the ``tf.train.Checkpoint`` (model, centers, optimisers, step).
         directory: ``RUN/checkpoints``.
         is_chief: whether this worker writes the real checkpoints. Default True.
         max_to_keep: checkpoints kept. Default 3.
@@ -64,12 +65,13 @@ class Checkpointer:
             shutil.rmtree(scratch, ignore_errors=True)
         return None
 
-    def restore_latest(self, centres_shape=None):
+    @renamed_keywords(centres_shape="centers_shape")
+    def restore_latest(self, centers_shape=None):
         """Restores the newest checkpoint if there is one.
 
         Args:
-            centres_shape: ``(num_classes, embedding_dim)`` of this run; a checkpoint whose
-                class centres differ is refused before anything is restored or written.
+            centers_shape: ``(num_classes, embedding_dim)`` of this run; a checkpoint whose
+                class centers differ is refused before anything is restored or written.
 
         Returns:
             The restored path, or None when the folder holds no checkpoint.
@@ -77,23 +79,24 @@ class Checkpointer:
         path = self.latest
         if path is None:
             return None
-        return self.restore(path, centres_shape)
+        return self.restore(path, centers_shape)
 
-    def restore(self, path, centres_shape=None):
+    @renamed_keywords(centres_shape="centers_shape")
+    def restore(self, path, centers_shape=None):
         """Restores the checkpoint at ``path`` (see :meth:`restore_latest`); returns ``path``."""
-        if centres_shape is not None:
-            check_centres_shape(path, *centres_shape)
+        if centers_shape is not None:
+            check_centers_shape(path, *centers_shape)
         status = self.checkpoint.restore(path)
         status.assert_existing_objects_matched()
         return path
 
 
-CENTRES_KEY = "head/centers/.ATTRIBUTES/VARIABLE_VALUE"
+CENTERS_KEY = "head/centers/.ATTRIBUTES/VARIABLE_VALUE"
 
 
-def check_centres_shape(path, num_classes, embedding_dim):
-    """Raises ValueError when the checkpoint's class centres are not ``[N, D]`` of this run."""
-    saved = tf.train.load_checkpoint(path).get_variable_to_shape_map().get(CENTRES_KEY)
+def check_centers_shape(path, num_classes, embedding_dim):
+    """Raises ValueError when the checkpoint's class centers are not ``[N, D]`` of this run."""
+    saved = tf.train.load_checkpoint(path).get_variable_to_shape_map().get(CENTERS_KEY)
     if saved is None:
         return
     saved_classes, saved_dim = (int(v) for v in saved)
@@ -106,10 +109,20 @@ def check_centres_shape(path, num_classes, embedding_dim):
         )
     if saved_classes != int(num_classes):
         raise ValueError(
-            f"The checkpoint {path} holds class centres for {saved_classes} classes, but this "
+            f"The checkpoint {path} holds class centers for {saved_classes} classes, but this "
             f"run has {num_classes} (data manifest or data.num_classes). Resume on the same "
             f"training data, or start a new run folder. Received: num_classes={num_classes}"
         )
+
+
+check_centres_shape = renamed_function(check_centers_shape, "check_centres_shape")
+
+
+def __getattr__(name):
+    if name == "CENTRES_KEY":  # the spelling of the first version of this constant
+        warn_renamed("CENTRES_KEY", "CENTERS_KEY")
+        return CENTERS_KEY
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def save_model_atomic(model, path):

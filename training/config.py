@@ -16,6 +16,7 @@ Example:
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import os
@@ -27,6 +28,7 @@ from importlib import resources
 
 import yaml
 
+from keras_arcface._deprecation import REMOVED_IN, warn_renamed
 from keras_arcface._io import atomic_open
 from keras_arcface.errors import InputError
 
@@ -79,7 +81,7 @@ class ModelConfig:
             model, a run folder (its ``embedding_best.keras``, else ``embedding_latest``),
             or an InsightFace ``.onnx`` / ``.pth`` (``.pth`` of ``model.backbone``'s
             architecture). Every layer must match by name and shape. Default ``""`` (none).
-        init_centers: ``"random"`` class centres, or ``"class_mean"``: each centre is the
+        init_centers: ``"random"`` class centers, or ``"class_mean"``: each center is the
             normalized mean embedding of its class under the ``init_from`` weights.
             Default ``"random"``.
     """
@@ -93,7 +95,7 @@ class ModelConfig:
 
 @dataclass
 class LossConfig:
-    """Margin loss applied to the class-centre cosines.
+    """Margin loss applied to the class-center cosines.
 
     Args:
         name: name for ``keras_arcface.losses.get`` (``arcface``, ``cosface``, ...).
@@ -124,9 +126,9 @@ class PartialFCConfig:
     """Partial FC classification head (An et al., 2021).
 
     Args:
-        sample_rate: fraction of class centres used per step (all positives of the global
+        sample_rate: fraction of class centers used per step (all positives of the global
             batch are always included). 1.0 is the exact full softmax. Default 1.0.
-        shard_centres: split the class centres (and their optimiser state) by rows across the
+        shard_centers: split the class centers (and their optimiser state) by rows across the
             replicas, softmax across shards (model-parallel head). ``None`` (default): on when
             there is more than one replica and the strategy can shard, else off. ``true``: an
             error that says why when the run cannot shard (e.g. fewer classes than replicas).
@@ -134,7 +136,18 @@ class PartialFCConfig:
     """
 
     sample_rate: float = 1.0
-    shard_centres: bool | None = None
+    shard_centers: bool | None = None
+
+    @property
+    def shard_centres(self):
+        """Deprecated spelling of ``shard_centers``."""
+        warn_renamed("shard_centres", "shard_centers")
+        return self.shard_centers
+
+    @shard_centres.setter
+    def shard_centres(self, value):
+        warn_renamed("shard_centres", "shard_centers")
+        self.shard_centers = value
 
 
 @dataclass
@@ -162,7 +175,7 @@ class OptimizerConfig:
         epsilon: AdamW epsilon. Default 1e-8.
         clipnorm: clip each replica's gradient to this global norm; 0 disables. Default 0.
         backbone_lr_multiplier: the backbone's learning rate is the schedule's times this
-            (the class centres always get the full rate); below 1 when fine-tuning.
+            (the class centers always get the full rate); below 1 when fine-tuning.
             Default 1.0.
     """
 
@@ -196,7 +209,7 @@ class ScheduleConfig:
         decay_steps: step-decay points in steps; overrides ``decay_epochs``. Default ``[]``.
         decay_factor: multiplier at each step-decay point. Default 0.1.
         end_learning_rate: learning rate at the end of polynomial/cosine decay. Default 0.
-        head_warmup_steps: train only the class centres for this many first steps: the
+        head_warmup_steps: train only the class centers for this many first steps: the
             backbone is frozen, batch-norm statistics included (fine-tuning). Default 0.
     """
 
@@ -353,6 +366,88 @@ CHOICES = {
 }
 
 
+# Renamed config keys, old dotted key -> new dotted key. The old spelling keeps working for one
+# release, with a DeprecationWarning, in experiment files, dicts, overrides and the config.yaml
+# that older versions saved in a run folder (so such runs still resume).
+RENAMED_KEYS = {"partial_fc.shard_centres": "partial_fc.shard_centers"}
+
+
+def _warn_renamed_key(old, new):
+    warnings.warn(
+        f"Config key '{old}' is deprecated and will be removed in keras-arcface {REMOVED_IN}; "
+        f"use '{new}' instead.",
+        DeprecationWarning,
+        stacklevel=4,
+    )
+
+
+def _renamed_key(key, warn=True):
+    """The current spelling of the dotted ``key`` (itself when it was never renamed)."""
+    for old, new in RENAMED_KEYS.items():
+        if key == old or key.startswith(old + "."):
+            if warn:
+                _warn_renamed_key(old, new)
+            return new + key[len(old) :]
+    return key
+
+
+def _conflict(old, new, old_value, new_value):
+    return ConfigError(
+        f"Config key '{new}' is given twice, under its new name and under its deprecated name "
+        f"'{old}', with different values; keep only '{new}'. "
+        f"Received: {old}={old_value!r}, {new}={new_value!r}"
+    )
+
+
+def rename_deprecated_keys(values, warn=True):
+    """Moves every renamed key of a nested mapping to its new name, in place.
+
+    Each old key found warns once (``DeprecationWarning`` naming both keys). Both
+    spellings with different values is an error; with equal values the old one is dropped.
+
+    Args:
+        values: nested dict (experiment file, dict config or saved ``config.yaml``).
+        warn: False for mappings the user did not write (a run's saved config).
+
+    Returns:
+        ``values``.
+
+    Example:
+        >>> rename_deprecated_keys({"partial_fc": {"shard_centres": False}}, warn=False)
+        {'partial_fc': {'shard_centers': False}}
+    """
+    for old, new in RENAMED_KEYS.items():
+        *old_path, old_leaf = old.split(".")
+        parent = _section(values, old_path)
+        if not isinstance(parent, dict) or old_leaf not in parent:
+            continue
+        value = parent.pop(old_leaf)
+        if warn:
+            _warn_renamed_key(old, new)
+        *new_path, new_leaf = new.split(".")
+        target = _section(values, new_path, create=True)
+        if not isinstance(target, dict):
+            raise ConfigError(
+                f"Config section '{'.'.join(new_path)}' is not a mapping. Received: {old}={value!r}"
+            )
+        if new_leaf in target and target[new_leaf] != value:
+            raise _conflict(old, new, value, target[new_leaf])
+        target[new_leaf] = value
+    return values
+
+
+def _section(values, path, create=False):
+    """The nested mapping at ``path`` (a list of keys), or None when there is none."""
+    for part in path:
+        if not isinstance(values, dict):
+            return None
+        if create:
+            values = values.setdefault(part, {})
+        else:
+            values = values.get(part)
+    return values
+
+
 def _field_types(cls):
     return typing.get_type_hints(cls)
 
@@ -448,7 +543,8 @@ def from_dict(values):
     """Builds an :class:`ExperimentConfig` from a (possibly partial) nested mapping.
 
     Missing keys keep their defaults; unknown keys raise ``ValueError`` naming the key.
-    A top-level ``derived`` section (as written to ``RUN/config.yaml``) is ignored.
+    A top-level ``derived`` section (as written to ``RUN/config.yaml``) is ignored. Renamed
+    keys (:data:`RENAMED_KEYS`) still work under their old name, with a ``DeprecationWarning``.
 
     Args:
         values: nested dict, e.g. ``{"optimizer": {"learning_rate": 0.05}}``.
@@ -460,8 +556,9 @@ def from_dict(values):
         >>> from_dict({"loss": {"scale": 32}}).loss.scale
         32.0
     """
-    values = dict(values or {})
+    values = copy.deepcopy(dict(values or {}))
     values.pop("derived", None)
+    rename_deprecated_keys(values)
     config = _from_dict(ExperimentConfig, values)
     config.optimizer.name, config.optimizer.weight_decay_mode = optimizer_choice(config.optimizer)
     validate(config)
@@ -534,7 +631,10 @@ def apply_overrides(values, overrides):
 
     Values are parsed as YAML scalars/lists (``lr=0.1``, ``bins=[a.bin,b.bin]``,
     ``flag=true``) and then typed by :func:`from_dict`. The key path is checked here so
-    that a misspelt key is reported by name.
+    that a misspelt key is reported by name. A renamed key (:data:`RENAMED_KEYS`), in
+    ``values`` or in an override, is moved to its new name with a ``DeprecationWarning``; an
+    override sets the key under either name, but one list giving both names different
+    values is an error.
 
     Args:
         values: nested dict to update.
@@ -547,8 +647,17 @@ def apply_overrides(values, overrides):
         >>> apply_overrides({}, ["schedule.epochs=2"])
         {'schedule': {'epochs': 2}}
     """
+    rename_deprecated_keys(values)
+    spelled = {}  # current key -> (key as written, value), to catch both spellings at once
     for text in overrides or ():
-        key, value = _split_override(text)
+        written, value = _split_override(text)
+        key = _renamed_key(written)
+        earlier = spelled.get(key)
+        if earlier and earlier[0] != written and earlier[1] != value:
+            old, new = (earlier[0], written) if key == written else (written, earlier[0])
+            old_value, new_value = (earlier[1], value) if key == written else (value, earlier[1])
+            raise _conflict(old, new, old_value, new_value)
+        spelled[key] = (written, value)
         parts = key.split(".")
         cls = ExperimentConfig
         target = values
@@ -722,7 +831,7 @@ def _check_fine_tuning(config):
     _check_positive("evaluation.early_stopping_patience", patience, allow_zero=True)
     if config.model.init_centers == "class_mean" and not config.model.init_from:
         raise ConfigError(
-            "Class-mean centres need trained weights to embed with: set model.init_from. "
+            "Class-mean centers need trained weights to embed with: set model.init_from. "
             "Received: model.init_centers='class_mean'"
         )
 
@@ -850,8 +959,9 @@ def changed_keys(saved_values, config):
         >>> changed_keys({}, from_dict({"data": {"dataset_kwargs": {"on_error": "skip"}}}))
         ["data.dataset_kwargs.on_error: None -> 'skip'"]
     """
-    saved = dict(saved_values or {})
+    saved = copy.deepcopy(dict(saved_values or {}))
     saved.pop("derived", None)
+    rename_deprecated_keys(saved, warn=False)  # written by an older version, not by the user
     try:
         old = _flatten(to_dict(from_dict(saved)))
     except ConfigError:

@@ -142,7 +142,7 @@ def _tf_variable(variable):
 
 
 def _extra_variable(variable):
-    # A zero-argument callable gives a per-replica variable (a centre shard), resolved in
+    # A zero-argument callable gives a per-replica variable (a center shard), resolved in
     # the replica context.
     if callable(variable) and not isinstance(variable, (tf.Variable, keras.Variable)):
         variable = variable()

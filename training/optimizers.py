@@ -1,4 +1,4 @@
-"""Optimisers: the backbone's Keras optimiser and the class-centre optimiser with sparse rows.
+"""Optimisers: the backbone's Keras optimiser and the class-center optimiser with sparse rows.
 
 Weight decay, said once: with ``weight_decay_mode="coupled"`` (the default, the paper's
 MXNet SGD) the decay is classic L2: ``weight_decay * w`` is added to the gradient *before*
@@ -10,13 +10,13 @@ which shrinks weights directly, ``w = w - lr * wd * w`` (Loshchilov & Hutter; Ke
 AdamW behave this way). Both modes apply to every trainable backbone weight, batch-norm and
 PReLU parameters included, as the reference recipes do.
 
-The class-centre matrix (``[num_classes, D]``, up to millions of rows) gets its own
+The class-center matrix (``[num_classes, D]``, up to millions of rows) gets its own
 :class:`CenterOptimizer` so that Partial FC updates only the sampled rows: the gradient
 arrives as ``tf.IndexedSlices`` and only those rows of the weights and of the optimiser
 slots change (SGD: one fused in-place kernel, ``ResourceSparseApplyKerasMomentum``; AdamW:
 gathered, updated and scattered back). Momentum (and Adam moments) of rows that were not
 sampled in a step are left as they are -- "lazy" momentum, as in the reference Partial FC
-(v1), which keeps momentum only for the sampled centres. With ``sample_rate=1.0`` every row
+(v1), which keeps momentum only for the sampled centers. With ``sample_rate=1.0`` every row
 is updated every step and the update equals the dense SGD/AdamW formula.
 
 Example:
@@ -107,15 +107,15 @@ def _tf_value(variable):
 
 
 class CenterOptimizer(tf.Module):
-    """SGD-momentum, AdamW or Adam + L2 for the class-centre matrix, with sparse row updates.
+    """SGD-momentum, AdamW or Adam + L2 for the class-center matrix, with sparse row updates.
 
     Call :meth:`apply` in a replica context (inside ``strategy.run``) with the replica's
-    gradient; it sums the gradient over replicas, then updates the centre matrix on every
+    gradient; it sums the gradient over replicas, then updates the center matrix on every
     device. A ``tf.IndexedSlices`` gradient (Partial FC) must carry the same sorted, unique
     indices on every replica; only those rows and their slots change.
 
     Args:
-        centers: the centre variable ``[num_classes, D]`` (float32).
+        centers: the center variable ``[num_classes, D]`` (float32).
         name: ``"sgd"``, ``"adamw"`` or ``"adam"`` (Adam moments with coupled L2).
             Default ``"sgd"``.
         momentum: SGD momentum. Default 0.9.
@@ -157,7 +157,7 @@ class CenterOptimizer(tf.Module):
             OptimizerConfig(name=name, weight_decay_mode=weight_decay_mode)
         )
         variable = _tf_value(centers)
-        # Not tracked: the checkpoint holds the centres once, under head/centers.
+        # Not tracked: the checkpoint holds the centers once, under head/centers.
         self._centers_fn = lambda: variable
         self.kind = "sgd" if name == "sgd" else "adamw"  # adam and adamw share the moments
         self.momentum = float(momentum)
@@ -178,7 +178,7 @@ class CenterOptimizer(tf.Module):
 
     @property
     def centers(self):
-        """The centre variable this optimiser updates."""
+        """The center variable this optimiser updates."""
         return self._centers_fn()
 
     @classmethod
@@ -201,7 +201,7 @@ class CenterOptimizer(tf.Module):
         )
 
     def apply(self, gradient, learning_rate, finite=None):
-        """Sums ``gradient`` over replicas and updates the centres (replica context).
+        """Sums ``gradient`` over replicas and updates the centers (replica context).
 
         Args:
             gradient: dense ``[N, D]`` tensor or ``tf.IndexedSlices`` with unique indices.
@@ -239,9 +239,9 @@ class CenterOptimizer(tf.Module):
         )
 
     def apply_local(self, gradient, learning_rate, finite=None):
-        """Updates the centres with this replica's gradient alone (no all-reduce).
+        """Updates the centers with this replica's gradient alone (no all-reduce).
 
-        For a centre shard owned by one replica (``ShardedPartialFC``): the gradient already
+        For a center shard owned by one replica (``ShardedPartialFC``): the gradient already
         holds every example's contribution to its rows.
 
         Args:
@@ -339,7 +339,7 @@ class CenterOptimizer(tf.Module):
 
 
 class ShardedCenterOptimizer:
-    """One :class:`CenterOptimizer` per local centre shard of a ``ShardedPartialFC``.
+    """One :class:`CenterOptimizer` per local center shard of a ``ShardedPartialFC``.
 
     Each replica updates its own rows and their slots with its own gradient; nothing is
     all-reduced. Build it outside ``strategy.scope()``, next to the head.

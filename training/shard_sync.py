@@ -3,7 +3,7 @@
 Two jobs, both with the strategy's own collective ops (no shared file system needed):
 
 - :func:`gather_remote_rows`: before a save under ``MultiWorkerMirroredStrategy`` with a
-  sharded head, the chief collects the centre rows (and optimiser slots) owned by the other
+  sharded head, the chief collects the center rows (and optimiser slots) owned by the other
   workers, chunk by chunk, so that its checkpoint holds the whole logical ``[N, D]``.
 - :func:`restore_latest`: on resume, the chief's newest checkpoint decides the step. Workers
   that see the same checkpoint (shared storage) restore it from there; when any worker does not
@@ -12,7 +12,7 @@ Two jobs, both with the strategy's own collective ops (no shared file system nee
   chief's state.
 
 Example:
-    >>> path = restore_latest(strategy, checkpointer, centres_shape=(N, D))  # doctest: +SKIP
+    >>> path = restore_latest(strategy, checkpointer, centers_shape=(N, D))  # doctest: +SKIP
 """
 
 import os
@@ -21,6 +21,8 @@ import tempfile
 
 import numpy as np
 import tensorflow as tf
+
+from keras_arcface._deprecation import renamed_keywords
 
 _CHUNK_BYTES = 64 << 20
 
@@ -162,7 +164,8 @@ def _unpack(payload, folder):
         offset += length
 
 
-def restore_latest(strategy, checkpointer, is_chief, centres_shape=None):
+@renamed_keywords(centres_shape="centers_shape")
+def restore_latest(strategy, checkpointer, is_chief, centers_shape=None):
     """Restores the chief's newest checkpoint on every worker (collective; all call it).
 
     Returns:
@@ -175,17 +178,17 @@ def restore_latest(strategy, checkpointer, is_chief, centres_shape=None):
         return None
     prefix = os.path.join(checkpointer.directory, f"ckpt-{step}")
     if all_workers_true(strategy, _complete(prefix)):
-        checkpointer.restore(prefix, centres_shape)
+        checkpointer.restore(prefix, centers_shape)
         return prefix
     # Some worker cannot see the chief's checkpoint: the chief sends its files to everyone.
     payload = broadcast_bytes(strategy, _pack(prefix) if is_chief else b"", is_chief)
     if is_chief:
-        checkpointer.restore(prefix, centres_shape)
+        checkpointer.restore(prefix, centers_shape)
         return prefix
     scratch = tempfile.mkdtemp(prefix="keras-arcface-restore-")
     try:
         _unpack(payload, scratch)
-        checkpointer.restore(os.path.join(scratch, f"ckpt-{step}"), centres_shape)
+        checkpointer.restore(os.path.join(scratch, f"ckpt-{step}"), centers_shape)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return prefix

@@ -1,7 +1,7 @@
 """The training loop: one custom loop for every ``tf.distribute`` strategy.
 
 ``Trainer(config, run_dir).fit()`` trains the embedding model (a backbone from
-``keras_arcface.models.get_backbone``) with a margin loss on a (Partial FC) class-centre
+``keras_arcface.models.get_backbone``) with a margin loss on a (Partial FC) class-center
 matrix and writes the run folder of ``docs/architecture.md``::
 
     RUN/config.yaml  checkpoints/  embedding_latest.keras  embedding_best.keras
@@ -9,17 +9,17 @@ matrix and writes the run folder of ``docs/architecture.md``::
 
 One step (:func:`keras_arcface.training.engine.make_train_step`, the step the paper's
 comparison trains through too): on every replica, the embeddings of its share of the
-global batch, the per-example margin loss against the (sampled) centres, and gradients of
+global batch, the per-example margin loss against the (sampled) centers, and gradients of
 ``sum(loss) / global_batch`` (plus the coupled L2 term divided by the replica count); a
 non-finite gradient on any replica skips the step everywhere, in every precision mode; the
 Keras optimiser sums backbone gradients over replicas,
-:class:`~keras_arcface.training.optimizers.CenterOptimizer` sums the centre gradient and
+:class:`~keras_arcface.training.optimizers.CenterOptimizer` sums the center gradient and
 updates only the sampled rows; batch-norm moving statistics are averaged over replicas.
 Keras 3 ``model.fit`` is not used because it fails under ``MultiWorkerMirroredStrategy``;
 this loop runs unchanged on one device, under ``MirroredStrategy`` and under
 ``MultiWorkerMirroredStrategy``.
 
-Resuming: the checkpoint holds the backbone, the centres, both optimisers' slots and the
+Resuming: the checkpoint holds the backbone, the centers, both optimisers' slots and the
 global step; the learning rate is a function of the step, and the data position is
 recovered by re-seeding: training epoch ``e`` reads the dataset built with
 ``start_epoch=e`` (its shuffles and augmentation are seeded by ``seed`` and ``e``), and a run
@@ -44,6 +44,7 @@ import time
 import keras
 import tensorflow as tf
 
+from keras_arcface._deprecation import renamed_function
 from keras_arcface.layers.partial_fc import CenterInitializer, PartialFC, intra_angle_of
 from keras_arcface.layers.sharded_partial_fc import ShardedPartialFC, why_cannot_shard
 from keras_arcface.training import (
@@ -118,7 +119,7 @@ def build_loss(loss_config):
     if not callable(getattr(loss, "logits", None)):
         raise ValueError(
             f"The loss '{loss_config.name}' has no logits(labels, cosine) and cannot train the "
-            "class-centre head; choose a margin loss (arcface, cosface, sphereface, combined, "
+            "class-center head; choose a margin loss (arcface, cosface, sphereface, combined, "
             f"norm_softmax, softmax). Received: loss.name={loss_config.name!r}"
         )
     return loss
@@ -338,7 +339,7 @@ class Trainer:
         return head_state, center_state
 
     def _decide_sharding(self):
-        setting = self.config.partial_fc.shard_centres
+        setting = self.config.partial_fc.shard_centers
         if setting is False or self.strategy.num_replicas_in_sync == 1:
             return False
         reason = why_cannot_shard(self.strategy, self.derived.num_classes)
@@ -346,9 +347,9 @@ class Trainer:
             return True
         if setting:
             raise ValueError(
-                f"partial_fc.shard_centres=true cannot be used: {reason}. Set it to false (or "
-                "leave it unset) to keep a full copy of the centres on every replica. "
-                "Received: partial_fc.shard_centres=True"
+                f"partial_fc.shard_centers=true cannot be used: {reason}. Set it to false (or "
+                "leave it unset) to keep a full copy of the centers on every replica. "
+                "Received: partial_fc.shard_centers=True"
             )
         return False
 
@@ -357,15 +358,17 @@ class Trainer:
         if self.num_workers > 1:
             # Every worker resumes from the chief's checkpoint, seen or sent (shard_sync).
             return shard_sync.restore_latest(
-                self.strategy, self.checkpointer, self.is_chief, centres_shape=shape
+                self.strategy, self.checkpointer, self.is_chief, centers_shape=shape
             )
-        return self.checkpointer.restore_latest(centres_shape=shape)
+        return self.checkpointer.restore_latest(centers_shape=shape)
 
-    def centre_variables(self):
-        """The class-centre variables of this process (one, or one per local shard)."""
+    def center_variables(self):
+        """The class-center variables of this process (one, or one per local shard)."""
         if self.sharded:
             return [self.head.shard(r) for r in self.head.local_replicas]
         return [self.head.centers]
+
+    centre_variables = renamed_function(center_variables, "centre_variables")
 
     @staticmethod
     def _check_backbone(model):
@@ -391,28 +394,28 @@ class Trainer:
         return finetune.margin_warmup(self.loss.logits, self.loss.scale, lambda: self.step, warmup)
 
     def _init_from(self, model_config):
-        """Loads ``model.init_from`` into the backbone (and maybe the centres); logs it."""
+        """Loads ``model.init_from`` into the backbone (and maybe the centers); logs it."""
         source, kind, file = finetune.load_init_model(model_config.init_from, model_config.backbone)
         copied = finetune.copy_backbone_weights(source, self.backbone, model_config.init_from)
         report = {"init_from": model_config.init_from, "kind": kind, "file": file}
         report.update(tensors_copied=copied, init_centers=model_config.init_centers)
         if model_config.init_centers == "class_mean":
             centers, counts = finetune.class_mean_centers(
-                self.embed, self._class_mean_batches(), self._initial_centres()
+                self.embed, self._class_mean_batches(), self._initial_centers()
             )
-            self._assign_centres(centers)
+            self._assign_centers(centers)
             report.update(classes_seen=int((counts > 0).sum()), images_embedded=int(counts.sum()))
         if self.is_chief:
             finetune.write_report(self.run_dir, report)
         self.init_report = report
 
-    def _initial_centres(self):
+    def _initial_centers(self):
         if not self.sharded:
             return self.head.centers.numpy()
         init = CenterInitializer(seed=self.config.seed)  # what every shard started from
         return init.rows(0, self.derived.num_classes, self._dim).numpy()
 
-    def _assign_centres(self, centers):
+    def _assign_centers(self, centers):
         if not self.sharded:
             self.head.centers.assign(centers)
             return
@@ -469,7 +472,7 @@ class Trainer:
         )
 
     def _make_train_step(self, frozen=False):
-        """The training step; ``frozen`` trains the class centres only (head warm-up)."""
+        """The training step; ``frozen`` trains the class centers only (head warm-up)."""
         cfg, derived = self.config, self.derived
         num_replicas = float(self.strategy.num_replicas_in_sync)
         global_batch = float(derived.global_batch_size)
@@ -681,7 +684,7 @@ class Trainer:
 
     @tf.function
     def _weights_finite(self):
-        variables = self.backbone.weights + self.centre_variables()
+        variables = self.backbone.weights + self.center_variables()
         values = [
             v.value if isinstance(v, keras.Variable) else tf.convert_to_tensor(v) for v in variables
         ]

@@ -20,6 +20,10 @@ BYTES_SIGNATURE = "serving_bytes"
 PIXEL_CONVENTION = "RGB, NHWC, float32 (or uint8) values 0..255; normalization inside the model"
 METADATA_KEY = "keras_arcface"
 DEFAULT_THRESHOLD = 0.3  # cosine similarity; see Embedder.verify for how to calibrate it.
+# Metadata keys renamed since 0.1 (old -> new). Readers take an older export's old key under the
+# new name. The writer keeps writing the old key too until 0.3: the metadata travels inside the
+# .tflite file onto phones, where an app written against 0.1 reads it and no warning can reach it.
+RENAMED_METADATA_KEYS = {"output_l2_normalised": "output_l2_normalized"}
 
 
 def contract_metadata(embedding_dim, *, image_size=IMAGE_SIZE, input_dtype="float32", **extra):
@@ -48,13 +52,30 @@ def contract_metadata(embedding_dim, *, image_size=IMAGE_SIZE, input_dtype="floa
         "output_shape": [None, int(embedding_dim)],
         "output_dtype": "float32",
         "output_l2_normalized": True,
-        # The old spelling, still written for readers of 0.1 metadata; removed in 0.3.
+        # The old spelling, still written for apps that read 0.1 metadata; removed in 0.3.
         "output_l2_normalised": True,
         "embedding_dim": int(embedding_dim),
         # How an app must crop faces for this model (docs/faces.md).
         "alignment": alignment_metadata(int(image_size)),
     }
     metadata.update(extra)
+    return metadata
+
+
+def upgrade_metadata(metadata):
+    """Returns ``metadata`` with every renamed key of an older export also under its new name.
+
+    Args:
+        metadata: a dict read from an artifact (sidecar, TFLite or ONNX entry).
+
+    Example:
+    >>> upgrade_metadata({"output_l2_normalised": True})["output_l2_normalized"]
+    True
+    """
+    metadata = dict(metadata)
+    for old, new in RENAMED_METADATA_KEYS.items():
+        if old in metadata and new not in metadata:
+            metadata[new] = metadata[old]
     return metadata
 
 
@@ -103,4 +124,4 @@ def read_sidecar(artifact_path):
     if not os.path.isfile(path):
         return {}
     with open(path, encoding="utf-8") as handle:
-        return json.load(handle)
+        return upgrade_metadata(json.load(handle))

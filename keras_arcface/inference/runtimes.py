@@ -14,7 +14,12 @@ import numpy as np
 
 from keras_arcface._deprecation import warn_renamed
 from keras_arcface.errors import InputError
-from keras_arcface.inference.contract import IMAGE_SIZE, METADATA_KEY, read_sidecar
+from keras_arcface.inference.contract import (
+    IMAGE_SIZE,
+    METADATA_KEY,
+    read_sidecar,
+    upgrade_metadata,
+)
 
 SUPPORTED_FORMATS = (
     ".keras file (an embedding model)",
@@ -190,7 +195,7 @@ def read_tflite_metadata(path):
         entry = model.Metadata(i)
         if entry.Name() and entry.Name().decode() == METADATA_KEY:
             raw = model.Buffers(entry.Buffer()).DataAsNumpy()
-            return json.loads(bytes(raw).decode("utf-8"))
+            return upgrade_metadata(json.loads(bytes(raw).decode("utf-8")))
     return {}
 
 
@@ -320,7 +325,7 @@ def _decode_onnx_metadata(custom):
 
     if METADATA_KEY in custom:
         try:
-            return json.loads(custom[METADATA_KEY])
+            return upgrade_metadata(json.loads(custom[METADATA_KEY]))
         except ValueError:
             return {}
     return {}

@@ -4,10 +4,10 @@ Model parallel head, data parallel backbone, as in An et al., "Partial FC: Train
 Identities on a Single Machine" (ICCVW 2021) and InsightFace's ``PartialFC_V2``. With ``R``
 replicas (``MirroredStrategy`` devices, or every device of every ``MultiWorkerMirroredStrategy``
 worker), replica ``r`` owns the contiguous class rows ``[start_r, stop_r)`` of the logical
-``[N, D]`` centre matrix (the first ``N mod R`` replicas one row more) and nothing else: its
+``[N, D]`` center matrix (the first ``N mod R`` replicas one row more) and nothing else: its
 rows and, in the optimiser, their momentum. One step, on every replica:
 
-1. the L2-normalised float32 embeddings and the labels of the global batch are all-gathered;
+1. the L2-normalized float32 embeddings and the labels of the global batch are all-gathered;
 2. the replica picks rows of its shard: every positive of the global batch that falls in the
    shard plus uniform negatives, ``max(ceil(sample_rate * N_r), P_r)`` rows in all (``N_r`` rows
    in the shard, ``P_r`` distinct positives in it; ``sample_rate=1`` takes the whole shard);
@@ -68,12 +68,12 @@ def shard_sample_count(shard_rows, sample_rate):
 
 
 def why_cannot_shard(strategy, num_classes):
-    """A sentence saying why ``strategy`` cannot shard ``num_classes`` centres, or None."""
+    """A sentence saying why ``strategy`` cannot shard ``num_classes`` centers, or None."""
     kind = type(strategy).__name__
     replicas = strategy.num_replicas_in_sync
     if kind not in _SHARDABLE:
         return (
-            f"sharded class centres need MirroredStrategy or MultiWorkerMirroredStrategy "
+            f"sharded class centers need MirroredStrategy or MultiWorkerMirroredStrategy "
             f"(collective all-gather/all-reduce between replicas); the strategy is {kind}"
         )
     if int(num_classes) < replicas:
@@ -85,7 +85,7 @@ def why_cannot_shard(strategy, num_classes):
 
 
 class ShardedPartialFC(tf.Module):
-    """Class centres split by rows across replicas, softmax across shards (Partial FC).
+    """Class centers split by rows across replicas, softmax across shards (Partial FC).
 
     Build it outside ``strategy.scope()`` (its shards are ordinary variables, one per local
     device, not mirrored). Call :meth:`per_example_loss` inside ``strategy.run``; every
@@ -96,7 +96,7 @@ class ShardedPartialFC(tf.Module):
         embedding_dim: embedding size ``D``.
         strategy: a ``MirroredStrategy`` or ``MultiWorkerMirroredStrategy``.
         sample_rate: fraction of each shard's rows used per step, in (0, 1]. Default 1.0.
-        seed: seed of the initial centres (the same rows a single ``PartialFC`` draws) and of
+        seed: seed of the initial centers (the same rows a single ``PartialFC`` draws) and of
             the sampling. Default 0.
         logits_fn: the margin callable ``logits_fn(labels, cosine)``. Default None.
         name: module name. Default ``"partial_fc"``.
@@ -120,8 +120,8 @@ class ShardedPartialFC(tf.Module):
         reason = why_cannot_shard(strategy, num_classes)
         if reason:
             raise ValueError(
-                f"The class centres cannot be sharded: {reason}. Set "
-                "partial_fc.shard_centres=false to keep a full copy on every replica. "
+                f"The class centers cannot be sharded: {reason}. Set "
+                "partial_fc.shard_centers=false to keep a full copy on every replica. "
                 f"Received: num_classes={num_classes}, strategy={type(strategy).__name__}"
             )
         if tf.distribute.has_strategy() and tf.distribute.get_strategy() is strategy:
@@ -156,11 +156,11 @@ class ShardedPartialFC(tf.Module):
         return tuple(sorted(self._shards))
 
     def shard(self, replica):
-        """The ``[N_r, D]`` centre variable of global replica ``replica`` (local ones only)."""
+        """The ``[N_r, D]`` center variable of global replica ``replica`` (local ones only)."""
         return self._shards[replica]
 
     def local_shard(self):
-        """The centre variable of the calling replica (inside ``strategy.run``)."""
+        """The center variable of the calling replica (inside ``strategy.run``)."""
         return self._shards[_replica_id()]
 
     def samples(self):

@@ -13,6 +13,7 @@ import os
 
 import numpy as np
 
+from keras_arcface._deprecation import RenamedKeys
 from keras_arcface._math import l2_normalize
 from keras_arcface.paper._io import atomic_save_figure, require_matplotlib
 from keras_arcface.paper.trainer import Objective, TrainConfig, train
@@ -91,7 +92,7 @@ def angular_gaps(embeddings, labels, quantile=0.01):
         quantile: fraction of samples ignored at each edge of an arc (0 = all samples).
 
     Returns:
-        dict with ``order`` (classes around the circle), ``centres_deg``,
+        dict with ``order`` (classes around the circle), ``centers_deg``,
         ``arcs_deg`` (start, end per class in order), ``gaps_deg`` (one per neighbouring
         pair, in order, the last closing the circle), ``min_gap_deg``, ``mean_gap_deg``.
 
@@ -130,9 +131,9 @@ def angular_gaps(embeddings, labels, quantile=0.01):
     starts = [centers[i] + lows[i] for i in range(len(classes))]
     ends = [centers[i] + highs[i] for i in range(len(classes))]
     gaps_deg = [round(float(np.degrees(g)), 2) for g in gaps]
-    return {
+    result = {
         "order": [int(classes[i]) for i in order],
-        "centres_deg": [round(float(np.degrees(centers[i])), 2) for i in order],
+        "centers_deg": [round(float(np.degrees(centers[i])), 2) for i in order],
         "arcs_deg": [
             [round(float(np.degrees(starts[i])), 2), round(float(np.degrees(ends[i])), 2)]
             for i in order
@@ -141,6 +142,7 @@ def angular_gaps(embeddings, labels, quantile=0.01):
         "min_gap_deg": min(gaps_deg),
         "mean_gap_deg": round(float(np.mean(gaps_deg)), 2),
     }
+    return RenamedKeys(result, renamed={"centres_deg": "centers_deg"})
 
 
 TOY_LOSSES = (("Softmax", "softmax"), ("ArcFace", "arcface"))
