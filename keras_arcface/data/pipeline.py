@@ -156,7 +156,12 @@ def _resolve_augment(augment, training):
     return augment
 
 
-def _validate_arguments(batch_size, shuffle_buffer, image_size, start_epoch, skip_examples):
+def _validate_arguments(
+    on_error, error_counter, batch_size, shuffle_buffer, image_size, start_epoch, skip_examples
+):
+    """Checks ``make_dataset``'s plain arguments; returns ``image_size`` as a tuple of ints."""
+    check_on_error(on_error)
+    image_size = tuple(int(v) for v in image_size)
     if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
         raise ValueError(
             f"`batch_size` must be a positive int. Received: batch_size={batch_size!r}"
@@ -174,6 +179,19 @@ def _validate_arguments(batch_size, shuffle_buffer, image_size, start_epoch, ski
             "`start_epoch` and `skip_examples` must be >= 0. "
             f"Received: start_epoch={start_epoch}, skip_examples={skip_examples}"
         )
+    if error_counter is not None and on_error != "skip":
+        raise ValueError(
+            "`error_counter` counts skipped records and needs on_error='skip'. "
+            f"Received: on_error={on_error!r}"
+        )
+    return image_size
+
+
+def _resolve_seed(seed):
+    """``(seed as int, whether the caller gave it)``; ``None`` draws one at random."""
+    if seed is None:
+        return random.SystemRandom().randrange(2**31), False
+    return int(seed), True
 
 
 def _plan_sharding(files, input_context):
@@ -219,6 +237,7 @@ def _seeded_shuffle(tf, dataset, buffer_size, seed):
 
 
 def _make_decoder(tf, *, num_classes, image_size, on_error, augment, base_seed, jpeg_only):
+    """The per-element map: parse, decode, check, draw the augmentation uniforms, flip."""
     full_spec = schema.feature_spec()
     # Parse only what the pipeline uses.
     spec = {key: full_spec[key] for key in (KEY_ENCODED, KEY_LABEL, KEY_SOURCE_ID)}
@@ -234,60 +253,83 @@ def _make_decoder(tf, *, num_classes, image_size, on_error, augment, base_seed, 
     def decode(index, serialized):
         features = tf.io.parse_single_example(serialized, spec)
         label = features[KEY_LABEL]
-        source = features[KEY_SOURCE_ID]
         image = decode_bytes(features[KEY_ENCODED])
-        shape = tf.shape(image)
-        label_ok = tf.logical_and(label >= 0, label < num_classes)
-        shape_ok = tf.reduce_all(tf.equal(shape, [height, width, 3]))
-        if raise_errors:
-            checks = [
-                tf.debugging.Assert(
-                    label_ok,
-                    [
-                        "label outside [0, num_classes): label=",
-                        label,
-                        "num_classes=",
-                        num_classes,
-                        "source_id=",
-                        source,
-                    ],
-                ),
-                tf.debugging.Assert(
-                    shape_ok,
-                    [
-                        "unexpected image shape (height, width, channels):",
-                        shape,
-                        "expected",
-                        tf.constant([height, width, 3]),
-                        "source_id=",
-                        source,
-                    ],
-                ),
-            ]
-            with tf.control_dependencies(checks):
-                image = tf.reshape(image, [height, width, 3])
-            ok = tf.constant(True)
-        else:
-            ok = tf.logical_and(label_ok, shape_ok)
-            image = tf.cond(
-                shape_ok,
-                lambda: tf.reshape(image, [height, width, 3]),
-                lambda: tf.zeros([height, width, 3], tf.uint8),
-            )
-        # Raw uniforms, one stateless Philox draw keyed by (seed, epoch * 2**32 + index in
-        # the epoch); the batched step turns them into augmentation parameters (few per-element
-        # ops: each costs microseconds in a tf.data map).
-        if augment.is_identity:
-            params = tf.zeros([_NUM_PARAMS])
-        else:
-            key = tf.stack([tf.constant(base_seed, tf.int64), index])
-            params = tf.random.stateless_uniform([_NUM_PARAMS], key)
+        image, ok = _checked_image(
+            tf,
+            image,
+            label,
+            features[KEY_SOURCE_ID],
+            num_classes=num_classes,
+            height=height,
+            width=width,
+            raise_errors=raise_errors,
+        )
+        params = _augment_uniforms(tf, augment, base_seed, index)
         if augment.horizontal_flip:
             # Per element: a batched tf.where with a broadcast mask is ~10x slower.
             image = tf.cond(params[_FLIP] < 0.5, lambda: tf.reverse(image, axis=[1]), lambda: image)
         return image, tf.cast(label, tf.int32), params, ok
 
     return decode
+
+
+def _checked_image(tf, image, label, source, *, num_classes, height, width, raise_errors):
+    """Checks one decoded record's label and shape: ``(image [H, W, 3], ok)``.
+
+    With ``raise_errors`` a bad record fails an assertion that names its source id;
+    otherwise ``ok`` is False and a wrongly shaped image is replaced by zeros.
+    """
+    shape = tf.shape(image)
+    label_ok = tf.logical_and(label >= 0, label < num_classes)
+    shape_ok = tf.reduce_all(tf.equal(shape, [height, width, 3]))
+    if raise_errors:
+        checks = [
+            tf.debugging.Assert(
+                label_ok,
+                [
+                    "label outside [0, num_classes): label=",
+                    label,
+                    "num_classes=",
+                    num_classes,
+                    "source_id=",
+                    source,
+                ],
+            ),
+            tf.debugging.Assert(
+                shape_ok,
+                [
+                    "unexpected image shape (height, width, channels):",
+                    shape,
+                    "expected",
+                    tf.constant([height, width, 3]),
+                    "source_id=",
+                    source,
+                ],
+            ),
+        ]
+        with tf.control_dependencies(checks):
+            image = tf.reshape(image, [height, width, 3])
+        return image, tf.constant(True)
+    ok = tf.logical_and(label_ok, shape_ok)
+    image = tf.cond(
+        shape_ok,
+        lambda: tf.reshape(image, [height, width, 3]),
+        lambda: tf.zeros([height, width, 3], tf.uint8),
+    )
+    return image, ok
+
+
+def _augment_uniforms(tf, augment, base_seed, index):
+    """The element's raw augmentation uniforms ``[_NUM_PARAMS]`` (zeros without augmentation).
+
+    One stateless Philox draw keyed by (seed, epoch * 2**32 + index in the epoch); the
+    batched step turns them into augmentation parameters (few per-element ops: each costs
+    microseconds in a tf.data map).
+    """
+    if augment.is_identity:
+        return tf.zeros([_NUM_PARAMS])
+    key = tf.stack([tf.constant(base_seed, tf.int64), index])
+    return tf.random.stateless_uniform([_NUM_PARAMS], key)
 
 
 def _make_batch_augmenter(tf, augment, image_size):
@@ -419,17 +461,51 @@ def make_dataset(
     """
     import tensorflow as tf
 
-    # The dataset functions hold no tensor-dependent Python control flow: skip AutoGraph.
-    plain = tf.autograph.experimental.do_not_convert
+    image_size = _validate_arguments(
+        on_error, error_counter, batch_size, shuffle_buffer, image_size, start_epoch, skip_examples
+    )
+    manifest = _read_matching_manifest(data_dir, image_size)
+    augment = _resolve_augment(augment, training)
+    repeat = training if repeat is None else bool(repeat)
+    drop_remainder = training if drop_remainder is None else bool(drop_remainder)
+    seed, seed_given = _resolve_seed(seed)
+    files, element_shard = _plan_sharding(schema.shard_paths(data_dir, manifest), input_context)
+    dataset = _record_stream(
+        tf,
+        files,
+        element_shard,
+        training=training,
+        shuffle_buffer=shuffle_buffer,
+        seed=seed,
+        seed_given=seed_given,
+        on_error=on_error,
+        cycle_length=cycle_length,
+        start_epoch=start_epoch,
+        repeat=repeat,
+        skip_examples=skip_examples,
+    )
+    decode = _make_decoder(
+        tf,
+        num_classes=int(manifest["num_classes"]),
+        image_size=image_size,
+        on_error=on_error,
+        augment=augment,
+        base_seed=seed,
+        jpeg_only=manifest.get("image_formats") == ["jpeg"],
+    )
+    dataset = _decoded(tf, dataset, decode, on_error, num_parallel_calls, error_counter)
+    dataset = _batched(tf, dataset, batch_size, drop_remainder, augment, image_size)
+    return dataset.with_options(_dataset_options(tf, deterministic, input_context))
 
-    check_on_error(on_error)
-    image_size = tuple(int(v) for v in image_size)
-    _validate_arguments(batch_size, shuffle_buffer, image_size, start_epoch, skip_examples)
-    if error_counter is not None and on_error != "skip":
-        raise ValueError(
-            "`error_counter` counts skipped records and needs on_error='skip'. "
-            f"Received: on_error={on_error!r}"
-        )
+
+def _plain(tf, function):
+    """``function`` marked for tf.data as is: the dataset functions hold no tensor-dependent
+    Python control flow, so AutoGraph is skipped."""
+    return tf.autograph.experimental.do_not_convert(function)
+
+
+def _read_matching_manifest(data_dir, image_size):
+    """Reads the folder's manifest and checks it holds images of ``image_size``."""
     manifest = schema.read_manifest(data_dir)
     manifest_size = tuple(int(v) for v in manifest["image_size"])
     if manifest_size != image_size:
@@ -437,14 +513,28 @@ def make_dataset(
             f"The dataset holds {manifest_size[0]}x{manifest_size[1]} images but "
             f"image_size={image_size} was asked for. Received: image_size={image_size}"
         )
-    augment = _resolve_augment(augment, training)
-    repeat = training if repeat is None else bool(repeat)
-    drop_remainder = training if drop_remainder is None else bool(drop_remainder)
-    seed_given = seed is not None
-    if seed is None:
-        seed = random.SystemRandom().randrange(2**31)
-    seed = int(seed)
-    files, element_shard = _plan_sharding(schema.shard_paths(data_dir, manifest), input_context)
+    return manifest
+
+
+def _record_stream(
+    tf,
+    files,
+    element_shard,
+    *,
+    training,
+    shuffle_buffer,
+    seed,
+    seed_given,
+    on_error,
+    cycle_length,
+    start_epoch,
+    repeat,
+    skip_examples,
+):
+    """The raw records from ``start_epoch`` on, the first ``skip_examples`` skipped.
+
+    Elements are ``(epoch * 2**32 + index in the epoch, serialized record)``.
+    """
     num_files = len(files)
     cycle = max(1, min(num_files, cycle_length or 16))
 
@@ -462,7 +552,7 @@ def make_dataset(
                 paths, seed=tf.stack([epoch_seed, tf.constant(17, tf.int64)])
             )
         records = tf.data.Dataset.from_tensor_slices(paths).interleave(
-            plain(read_file),
+            _plain(tf, read_file),
             cycle_length=cycle,
             block_length=1,
             num_parallel_calls=AUTOTUNE,
@@ -479,45 +569,48 @@ def make_dataset(
     # Epochs run strictly in order (cycle_length=1, deterministic), but the parallel
     # interleave opens the next epoch ahead of time, so its file reads and shuffle-buffer
     # fill overlap the current epoch instead of stalling the stream at the boundary.
-    dataset = epochs.interleave(
-        plain(one_epoch), cycle_length=1, num_parallel_calls=1, deterministic=True
+    records = epochs.interleave(
+        _plain(tf, one_epoch), cycle_length=1, num_parallel_calls=1, deterministic=True
     )
-    if skip_examples:
-        dataset = dataset.skip(int(skip_examples))
+    return records.skip(int(skip_examples)) if skip_examples else records
+
+
+def _decoded(tf, dataset, decode, on_error, num_parallel_calls, error_counter):
+    """Maps ``decode`` over the records; with ``on_error="skip"`` drops and counts bad ones."""
     if error_counter is not None:
-
-        def count_read(index, record):
-            with tf.control_dependencies([error_counter._read.assign_add(1)]):
-                return tf.identity(index), record
-
-        dataset = dataset.map(plain(count_read))
-    decode = _make_decoder(
-        tf,
-        num_classes=int(manifest["num_classes"]),
-        image_size=image_size,
-        on_error=on_error,
-        augment=augment,
-        base_seed=seed,
-        jpeg_only=manifest.get("image_formats") == ["jpeg"],
-    )
-    dataset = dataset.map(plain(decode), num_parallel_calls=num_parallel_calls)
+        dataset = _counted(tf, dataset, error_counter._read)
+    dataset = dataset.map(_plain(tf, decode), num_parallel_calls=num_parallel_calls)
     if on_error == "skip":
         dataset = dataset.ignore_errors(log_warning=True)
-        dataset = dataset.filter(plain(lambda image, label, params, ok: ok))
+        dataset = dataset.filter(_plain(tf, lambda image, label, params, ok: ok))
     if error_counter is not None:
+        dataset = _counted(tf, dataset, error_counter._kept)
+    return dataset
 
-        def count_kept(image, label, params, ok):
-            with tf.control_dependencies([error_counter._kept.assign_add(1)]):
-                return tf.identity(image), label, params, ok
 
-        dataset = dataset.map(plain(count_kept))
+def _counted(tf, dataset, variable):
+    """Adds one to the counter ``variable`` for every element that passes this point."""
+
+    def count(first, *rest):
+        with tf.control_dependencies([variable.assign_add(1)]):
+            return (tf.identity(first), *rest)
+
+    return dataset.map(_plain(tf, count))
+
+
+def _batched(tf, dataset, batch_size, drop_remainder, augment, image_size):
+    """Batches, applies the batched augmentation and float cast, prefetches."""
     dataset = dataset.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=AUTOTUNE)
     dataset = dataset.map(
-        plain(_make_batch_augmenter(tf, augment, image_size)), num_parallel_calls=AUTOTUNE
+        _plain(tf, _make_batch_augmenter(tf, augment, image_size)), num_parallel_calls=AUTOTUNE
     )
-    dataset = dataset.prefetch(AUTOTUNE)
+    return dataset.prefetch(AUTOTUNE)
+
+
+def _dataset_options(tf, deterministic, input_context):
+    """Order kept or not; no auto-sharding under a strategy (the pipeline shards itself)."""
     options = tf.data.Options()
     options.deterministic = bool(deterministic)
     if input_context is not None:
         options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
-    return dataset.with_options(options)
+    return options

@@ -98,41 +98,26 @@ def generate_synthetic(
         num_pairs=num_pairs,
         image_size=image_size,
     )
-    from keras_arcface.data.tfrecord_writer import prepare_destination
-
-    out_dir = os.fspath(out_dir)
-    train_dir = os.path.join(out_dir, "train")
-    prepare_destination(train_dir, overwrite)
-    os.makedirs(out_dir, exist_ok=True)
-    job = _Job(
-        seed, image_size, knobs, _default_workers() if num_workers is None else int(num_workers)
-    )
+    out_dir, train_dir = _prepare_out_dir(out_dir, overwrite)
+    workers = _default_workers() if num_workers is None else int(num_workers)
+    job = _Job(seed, image_size, knobs, workers)
     started = time.perf_counter()
     heldout = _render_many(
         *job.render_args(HELDOUT_INDEX_OFFSET, heldout_identities, heldout_images_per_identity),
         progress,
         "rendering held-out identities",
     )
-    sheet_sources = []
     sheet_size = (contact_identities, contact_images)
-    manifest = _write_training_set(
-        train_dir,
-        job,
-        num_identities,
-        images_per_identity,
-        overwrite,
-        progress,
-        sheet_sources,
-        sheet_size,
+    manifest, sheet_sources = _write_training_set(
+        train_dir, job, num_identities, images_per_identity, overwrite, progress, sheet_size
     )
     bin_path, issame = _write_verification_bin(
         os.path.join(out_dir, "verification.bin"), heldout, num_pairs, seed
     )
-    sheet_rows = [[_decode_jpeg(data) for data in row] for row in sheet_sources]
     return {
         "train_dir": train_dir,
         "verification_bin": bin_path,
-        "contact_sheet": contact_sheet(sheet_rows, os.path.join(out_dir, "contact_sheet.png")),
+        "contact_sheet": _write_contact_sheet(sheet_sources, out_dir),
         "num_identities": num_identities,
         "images_per_identity": images_per_identity,
         "num_images": manifest["num_images"],
@@ -158,6 +143,23 @@ class _Job:
         # The leading arguments of _iter_rendered / _render_many (JPEG-encoded output).
         indices = range(offset, offset + num_identities)
         return self.seed, indices, count, self.image_size, self.knobs, True, self.workers
+
+
+def _prepare_out_dir(out_dir, overwrite):
+    """Creates ``out_dir`` and readies ``out_dir/train``: ``(out_dir, train_dir)`` as strings."""
+    from keras_arcface.data.tfrecord_writer import prepare_destination
+
+    out_dir = os.fspath(out_dir)
+    train_dir = os.path.join(out_dir, "train")
+    prepare_destination(train_dir, overwrite)
+    os.makedirs(out_dir, exist_ok=True)
+    return out_dir, train_dir
+
+
+def _write_contact_sheet(sheet_sources, out_dir):
+    """Decodes the kept JPEG rows and writes ``out_dir/contact_sheet.png``; returns its path."""
+    sheet_rows = [[_decode_jpeg(data) for data in row] for row in sheet_sources]
+    return contact_sheet(sheet_rows, os.path.join(out_dir, "contact_sheet.png"))
 
 
 def _check_generate_counts(**counts):
@@ -201,16 +203,18 @@ def _identity_name(label):
 
 
 def _write_training_set(
-    train_dir, job, num_identities, images_per_identity, overwrite, progress, sheet_sources, sheet
+    train_dir, job, num_identities, images_per_identity, overwrite, progress, sheet
 ):
+    """Renders and writes the training TFRecords: ``(manifest, contact-sheet JPEG rows)``."""
     from keras_arcface.data.convert import write_dataset
 
+    sheet_sources = []
     # Rendering is the "prepare" step here: a process pool yields JPEG bytes of the right
     # size, so the records go straight to the converter core's writer call.
     records = _training_records(
         job, num_identities, images_per_identity, progress, sheet_sources, sheet
     )
-    return write_dataset(
+    manifest = write_dataset(
         train_dir,
         records,
         class_names=[_identity_name(label) for label in range(num_identities)],
@@ -224,6 +228,7 @@ def _write_training_set(
             "difficulty": dataclasses.asdict(job.knobs),
         },
     )
+    return manifest, sheet_sources
 
 
 def _write_verification_bin(path, heldout, num_pairs, seed):
