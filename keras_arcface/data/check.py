@@ -42,26 +42,14 @@ def check_dataset(data_dir, *, decode=True, progress=True):
     bar = tqdm(
         total=int(manifest["num_images"]), desc="verifying", unit="rec", disable=not progress
     )
+
+    def check(serialized, item):
+        return _check_example(serialized, item, num_classes, size, decode, problems, decode_image)
+
     for shard in manifest["shards"]:
         path = os.path.join(os.fspath(data_dir), shard["file"])
-        read, error = 0, None
-        iterator = iter(tf.data.TFRecordDataset(path).as_numpy_iterator())
-        while True:
-            try:
-                serialized = next(iterator)
-            except StopIteration:
-                break
-            except tf.errors.OpError as failure:  # truncated or corrupt shard
-                error = f"{type(failure).__name__}: {failure.message.splitlines()[0]}"
-                problems.add("unreadable shard data", shard["file"])
-                break
-            read += 1
-            bar.update(1)
-            item = f"{shard['file']}#{read - 1}"
-            valid = _check_example(
-                serialized, item, num_classes, size, decode, problems, decode_image
-            )
-            num_valid += int(valid)
+        read, valid, error = _scan_shard(tf, path, shard["file"], check, problems, bar)
+        num_valid += valid
         if read != int(shard["count"]):
             problems.counts["missing records"] += max(0, int(shard["count"]) - read)
         shards.append(
@@ -77,6 +65,28 @@ def check_dataset(data_dir, *, decode=True, progress=True):
         "shards": shards,
         "problems": problems.as_dict(),
     }
+
+
+def _scan_shard(tf, path, name, check, problems, bar):
+    """Reads one shard to its end or first unreadable byte: ``(read, valid, error or None)``.
+
+    ``check(serialized, item)`` says whether a record is valid (and reports why not).
+    """
+    read, valid, error = 0, 0, None
+    iterator = iter(tf.data.TFRecordDataset(path).as_numpy_iterator())
+    while True:
+        try:
+            serialized = next(iterator)
+        except StopIteration:
+            break
+        except tf.errors.OpError as failure:  # truncated or corrupt shard
+            error = f"{type(failure).__name__}: {failure.message.splitlines()[0]}"
+            problems.add("unreadable shard data", name)
+            break
+        read += 1
+        bar.update(1)
+        valid += int(check(serialized, f"{name}#{read - 1}"))
+    return read, valid, error
 
 
 def _check_example(serialized, item, num_classes, size, decode, problems, decode_image):
