@@ -89,24 +89,31 @@ def calibrate_threshold(embed_fn, images, issame, *, far=None, flip=False, sourc
         "flip": bool(flip),
         "source": source,
     }
-    if far is None:
-        distance = float(result["best_threshold"])
-        how = f"best accuracy ({record['accuracy']:.4f})"
-    else:
-        entry = result["tar_at_far"][0]
-        if entry["threshold"] is None or entry.get("note"):
-            raise ValueError(
-                f"FAR {format_far(far)} is not reached on this pair set ({entry.get('note')}). "
-                f"Received: far={far!r}"
-            )
-        distance = float(entry["threshold"])
-        record.update(tar=float(entry["tar"]), far=float(entry["far"]))
-        how = f"FAR {format_far(far)} (TAR {record['tar']:.4f} at FAR {record['far']:.2e})"
+    distance, how = _chosen_distance(result, far, record)
     record["threshold"] = float(np.clip(1.0 - distance / 2.0, -1.0, 1.0))
     record["threshold_source"] = (
         f"calibrated for {how} on {source} ({len(issame)} pairs, 10-fold protocol)"
     )
     return record
+
+
+def _chosen_distance(result, far, record):
+    """The protocol's distance threshold for the criterion, and a phrase saying which.
+
+    At a target FAR, also stores the measured ``tar`` and ``far`` in ``record``; raises
+    when the pair set cannot reach that FAR.
+    """
+    if far is None:
+        return float(result["best_threshold"]), f"best accuracy ({record['accuracy']:.4f})"
+    entry = result["tar_at_far"][0]
+    if entry["threshold"] is None or entry.get("note"):
+        raise ValueError(
+            f"FAR {format_far(far)} is not reached on this pair set ({entry.get('note')}). "
+            f"Received: far={far!r}"
+        )
+    record.update(tar=float(entry["tar"]), far=float(entry["far"]))
+    how = f"FAR {format_far(far)} (TAR {record['tar']:.4f} at FAR {record['far']:.2e})"
+    return float(entry["threshold"]), how
 
 
 def store_calibration(model_path, record):
