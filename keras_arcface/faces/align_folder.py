@@ -204,12 +204,26 @@ def align_folder(
     names = output_names(files, file_format)
     todo = [(rel, names[rel]) for rel in files if rel not in done]
     records = dict(done)
+    results = _run(todo, options, workers, detector, progress, len(done))
+    _journal(results, records, out_dir, settings, overwrite, src_dir, on_error)
+    ordered = [records[rel] for rel in files if rel in records]
+    report = report or os.path.join(out_dir, "align_report.json")
+    write_report(report, ordered)
+    return _summary(ordered, report, skipped_done=len(done))
+
+
+def _journal(results, records, out_dir, settings, overwrite, src_dir, on_error):
+    """Stores each photo's record in ``records`` and appends it to the journal as it comes.
+
+    A crash loses no finished photo; with ``on_error="raise"`` the first unreadable photo
+    raises a :class:`DataError` after the ones before it were journaled.
+    """
     journal_path = os.path.join(out_dir, JOURNAL)
     mode = "w" if overwrite or not os.path.isfile(journal_path) else "a"
     with open(journal_path, mode, encoding="utf-8") as journal:
         if mode == "w":
             journal.write(json.dumps({"settings": settings}) + "\n")
-        for record in _run(todo, options, workers, detector, progress, len(done)):
+        for record in results:
             if record["status"] == "unreadable" and on_error == "raise":
                 raise DataError(
                     f"unreadable photo: {os.path.join(src_dir, record['file'])} "
@@ -220,10 +234,6 @@ def align_folder(
             records[record["file"]] = record
             journal.write(json.dumps(record) + "\n")
             journal.flush()
-    ordered = [records[rel] for rel in files if rel in records]
-    report = report or os.path.join(out_dir, "align_report.json")
-    write_report(report, ordered)
-    return _summary(ordered, report, skipped_done=len(done))
 
 
 def _check_arguments(src_dir, out_dir, image_size, min_score, file_format, on_error, workers, det):

@@ -111,23 +111,9 @@ def angular_gaps(embeddings, labels, quantile=0.01):
         )
     phi = np.arctan2(embeddings[:, 1], embeddings[:, 0])
     classes = np.unique(labels)
-    centers, lows, highs = [], [], []
-    for c in classes:
-        angles = phi[labels == c]
-        mean = math.atan2(np.mean(np.sin(angles)), np.mean(np.cos(angles)))
-        low, high = np.quantile(_wrap(angles - mean), [quantile, 1.0 - quantile])
-        center = float(np.mod(mean, 2.0 * np.pi))
-        centers.append(0.0 if center > 2.0 * np.pi - 1e-9 else center)  # -0 is 0, not 2 pi
-        lows.append(low)
-        highs.append(high)
+    centers, lows, highs = _class_arcs(phi, labels, classes, quantile)
     order = np.argsort(centers)
-    # Centers in increasing order on [0, 2 pi); the last neighbour is the first plus 2 pi.
-    gaps = []
-    for position, index in enumerate(order):
-        following = order[(position + 1) % len(order)]
-        turn = 2.0 * np.pi if position == len(order) - 1 else 0.0
-        start_next = centers[following] + turn + lows[following]
-        gaps.append(start_next - (centers[index] + highs[index]))
+    gaps = _neighbour_gaps(order, centers, lows, highs)
     starts = [centers[i] + lows[i] for i in range(len(classes))]
     ends = [centers[i] + highs[i] for i in range(len(classes))]
     gaps_deg = [round(float(np.degrees(g)), 2) for g in gaps]
@@ -143,6 +129,32 @@ def angular_gaps(embeddings, labels, quantile=0.01):
         "mean_gap_deg": round(float(np.mean(gaps_deg)), 2),
     }
     return RenamedKeys(result, renamed={"centres_deg": "centers_deg"})
+
+
+def _class_arcs(phi, labels, classes, quantile):
+    """Per class: circular-mean direction in [0, 2 pi) and the arc's (low, high) offsets."""
+    centers, lows, highs = [], [], []
+    for c in classes:
+        angles = phi[labels == c]
+        mean = math.atan2(np.mean(np.sin(angles)), np.mean(np.cos(angles)))
+        low, high = np.quantile(_wrap(angles - mean), [quantile, 1.0 - quantile])
+        center = float(np.mod(mean, 2.0 * np.pi))
+        centers.append(0.0 if center > 2.0 * np.pi - 1e-9 else center)  # -0 is 0, not 2 pi
+        lows.append(low)
+        highs.append(high)
+    return centers, lows, highs
+
+
+def _neighbour_gaps(order, centers, lows, highs):
+    """Radians from each arc's end to the next arc's start, going round in ``order``."""
+    # Centers in increasing order on [0, 2 pi); the last neighbour is the first plus 2 pi.
+    gaps = []
+    for position, index in enumerate(order):
+        following = order[(position + 1) % len(order)]
+        turn = 2.0 * np.pi if position == len(order) - 1 else 0.0
+        start_next = centers[following] + turn + lows[following]
+        gaps.append(start_next - (centers[index] + highs[index]))
+    return gaps
 
 
 TOY_LOSSES = (("Softmax", "softmax"), ("ArcFace", "arcface"))

@@ -250,12 +250,7 @@ def train(backbone, objective, images, labels, steps, config=None, seed=0, progr
         raise ValueError(f"steps must be a positive integer. Received: steps={steps!r}")
     labels = np.asarray(labels)
     strategy = tf.distribute.get_strategy()
-    # Build the head before collecting variables.
-    sample = np.asarray(images[: config.batch_size], dtype=np.float32)
-    objective(np.asarray(labels[: config.batch_size], dtype=np.int32), backbone(sample))
-    variables = list(backbone.trainable_variables)
-    if objective.head is not None:
-        variables += list(objective.head.trainable_variables)
+    variables = _built_variables(backbone, objective, images, labels, config.batch_size)
     counter = tf.Variable(0, dtype=tf.int64, trainable=False, name="paper_step")
     schedule = _schedule(config, steps)
     optimizer = optimizers.build_optimizer(_experiment(config), lambda: schedule(counter))
@@ -277,6 +272,21 @@ def train(backbone, objective, images, labels, steps, config=None, seed=0, progr
         counter=counter,
     )
     iterator = iter(_batches(images, labels, steps, config, seed))
+    return _run_steps(step_fn, iterator, steps, progress)
+
+
+def _built_variables(backbone, objective, images, labels, batch_size):
+    """Builds the objective's head on one batch; returns backbone + head trainable variables."""
+    sample = np.asarray(images[:batch_size], dtype=np.float32)
+    objective(np.asarray(labels[:batch_size], dtype=np.int32), backbone(sample))
+    variables = list(backbone.trainable_variables)
+    if objective.head is not None:
+        variables += list(objective.head.trainable_variables)
+    return variables
+
+
+def _run_steps(step_fn, iterator, steps, progress):
+    """Runs ``steps`` steps, reporting each loss to ``progress``; returns a `TrainResult`."""
     started = time.perf_counter()
     first = last = float("nan")
     finite, skipped = True, 0
