@@ -183,21 +183,7 @@ def draw_sample_images(
         images = to_batch(sample_images, image_size)
         return images[:num_images], f"{len(images[:num_images])} given images"
     if data_dir is not None:
-        from keras_arcface.data import make_dataset, read_manifest
-
-        available = int(read_manifest(data_dir)["num_images"])
-        count = max(1, min(num_images, available))
-        dataset = make_dataset(
-            data_dir,
-            count,
-            training=True,
-            augment=False,
-            seed=seed,
-            deterministic=True,
-            image_size=(image_size, image_size),
-        )
-        images, _ = next(iter(dataset))
-        return np.asarray(images, np.float32), f"TFRecords in {os.fspath(data_dir)}"
+        return _draw_from_tfrecords(data_dir, num_images, image_size, seed)
     if bin_path is not None:
         from keras_arcface.data import load_bin
 
@@ -211,6 +197,25 @@ def draw_sample_images(
         identities, 4, seed=seed, image_size=image_size, heldout=True, num_workers=1
     )
     return images[:num_images].astype(np.float32), "synthetic identities (held-out range)"
+
+
+def _draw_from_tfrecords(data_dir, num_images, image_size, seed):
+    """One shuffled, unaugmented batch of up to ``num_images`` images of a dataset folder."""
+    from keras_arcface.data import make_dataset, read_manifest
+
+    available = int(read_manifest(data_dir)["num_images"])
+    count = max(1, min(num_images, available))
+    dataset = make_dataset(
+        data_dir,
+        count,
+        training=True,
+        augment=False,
+        seed=seed,
+        deterministic=True,
+        image_size=(image_size, image_size),
+    )
+    images, _ = next(iter(dataset))
+    return np.asarray(images, np.float32), f"TFRecords in {os.fspath(data_dir)}"
 
 
 def _sha256(path):
@@ -363,20 +368,8 @@ def export_model(
         bin_path=bin_path,
         image_size=reference.image_size,
     )
-    split = min(num_parity_images, max(1, len(images) // 2))
-    parity_images, calibration = images[:split], images[split:] if len(images) > split else images
-    pair_set, extra, keras_accuracy = None, {}, None
-    if bin_path is not None:
-        from keras_arcface.data import load_bin
-
-        pair_set = load_bin(bin_path, image_size=(reference.image_size,) * 2)
-        result = verification_accuracy(reference, pair_set, progress=progress)
-        keras_accuracy = result["accuracy"]
-        # The protocol's threshold is a squared L2 distance d; on unit vectors cos = 1 - d / 2.
-        extra["threshold"] = float(1.0 - result["best_threshold"] / 2.0)
-        extra["threshold_source"] = f"{os.path.basename(os.fspath(bin_path))} (Keras model)"
-    else:
-        extra.update(_calibration_of(source))
+    parity_images, calibration = _split_samples(images, num_parity_images)
+    evaluation, extra = _keras_reference(reference, source, bin_path, progress)
     out_dir = os.fspath(out_dir)
     foreign = check_export_folder(out_dir, overwrite)
     plan = dict(
@@ -396,13 +389,47 @@ def export_model(
             image_source,
             bin_path,
             progress,
-            evaluation=dict(reference=reference, pair_set=pair_set, keras_accuracy=keras_accuracy),
+            evaluation,
         )
         if foreign:
             moved = _move_aside(out_dir)
     if foreign:
         print(f"Moved the previous content of {out_dir} to {moved} (--overwrite).")
     report.path = os.path.join(out_dir, REPORT_NAME)
+    return _print_and_gate(report, verbose, gate)
+
+
+def _split_samples(images, num_parity_images):
+    """``(gate images, int8 calibration images)``; a small draw calibrates on all of it."""
+    split = min(num_parity_images, max(1, len(images) // 2))
+    return images[:split], images[split:] if len(images) > split else images
+
+
+def _keras_reference(reference, source, bin_path, progress):
+    """What the gate compares against, and the threshold metadata: ``(evaluation, extra)``.
+
+    With a ``.bin`` pair set the Keras model's verification accuracy is measured and its
+    best threshold stored (as a cosine); otherwise the calibrated threshold in a ``.keras``
+    model's sidecar (if any) is carried over.
+    """
+    pair_set, extra, keras_accuracy = None, {}, None
+    if bin_path is not None:
+        from keras_arcface.data import load_bin
+
+        pair_set = load_bin(bin_path, image_size=(reference.image_size,) * 2)
+        result = verification_accuracy(reference, pair_set, progress=progress)
+        keras_accuracy = result["accuracy"]
+        # The protocol's threshold is a squared L2 distance d; on unit vectors cos = 1 - d / 2.
+        extra["threshold"] = float(1.0 - result["best_threshold"] / 2.0)
+        extra["threshold_source"] = f"{os.path.basename(os.fspath(bin_path))} (Keras model)"
+    else:
+        extra.update(_calibration_of(source))
+    evaluation = dict(reference=reference, pair_set=pair_set, keras_accuracy=keras_accuracy)
+    return evaluation, extra
+
+
+def _print_and_gate(report, verbose, gate):
+    """Prints the parity table (``verbose``); raises :class:`ParityGateError` on failure."""
     if verbose:
         print(report.format_table())
     if gate and not report.passed:
@@ -582,13 +609,7 @@ def check_export(
     """
     from keras_arcface.inference import Embedder
 
-    manifest_path = os.path.join(os.fspath(out_dir), MANIFEST_NAME)
-    if not os.path.isfile(manifest_path):
-        raise FileNotFoundError(
-            f"No export manifest ({MANIFEST_NAME}) in this folder. Received: out_dir={out_dir!r}"
-        )
-    with open(manifest_path, encoding="utf-8") as handle:
-        manifest = json.load(handle)
+    artifacts = _exported_artifacts(out_dir)
     model, _ = load_embedding_model(model_or_path)
     reference = Embedder.from_model(model)
     images, image_source = draw_sample_images(
@@ -603,10 +624,6 @@ def check_export(
         from keras_arcface.data import load_bin
 
         pair_set = load_bin(bin_path, image_size=(reference.image_size,) * 2)
-    artifacts = [
-        (name, os.path.join(os.fspath(out_dir), entry["path"]), entry["precision"])
-        for name, entry in manifest["artifacts"].items()
-    ]
     report = check_parity(
         reference,
         artifacts,
@@ -617,11 +634,22 @@ def check_export(
         progress=progress,
     )
     report.write(os.path.join(os.fspath(out_dir), REPORT_NAME))
-    if verbose:
-        print(report.format_table())
-    if gate and not report.passed:
-        raise ParityGateError(report)
-    return report
+    return _print_and_gate(report, verbose, gate)
+
+
+def _exported_artifacts(out_dir):
+    """``[(name, path, precision)]`` of the artifacts an export folder's manifest lists."""
+    manifest_path = os.path.join(os.fspath(out_dir), MANIFEST_NAME)
+    if not os.path.isfile(manifest_path):
+        raise FileNotFoundError(
+            f"No export manifest ({MANIFEST_NAME}) in this folder. Received: out_dir={out_dir!r}"
+        )
+    with open(manifest_path, encoding="utf-8") as handle:
+        manifest = json.load(handle)
+    return [
+        (name, os.path.join(os.fspath(out_dir), entry["path"]), entry["precision"])
+        for name, entry in manifest["artifacts"].items()
+    ]
 
 
 __all__ = [

@@ -113,17 +113,7 @@ def mobilefacenet(
 
     Reference: Chen et al., MobileFaceNets, arXiv 1804.07573.
     """
-    stages = [tuple(stage) for stage in stages]
-    if not stages or any(len(stage) != 4 or min(stage) < 0 for stage in stages):
-        raise ValueError(
-            "`stages` must be a non-empty list of (channels, down_expansion, num_residual, "
-            f"residual_expansion) tuples of non-negative ints. Received: stages={stages}"
-        )
-    if stem_channels % stem_groups:
-        raise ValueError(
-            "`stem_channels` must be divisible by `stem_groups`. "
-            f"Received: stem_channels={stem_channels}, stem_groups={stem_groups}"
-        )
+    stages = _checked_stages(stages, stem_channels, stem_groups)
 
     def features(x, prefix):
         return mobilefacenet_features(x, stem_channels, stem_groups, stages, sep_channels, prefix)
@@ -137,3 +127,19 @@ def mobilefacenet(
         name=name,
         name_prefix=name_prefix,
     )
+
+
+def _checked_stages(stages, stem_channels, stem_groups):
+    """Validates the stage list and the stem grouping; returns the stages as tuples."""
+    stages = [tuple(stage) for stage in stages]
+    if not stages or any(len(stage) != 4 or min(stage) < 0 for stage in stages):
+        raise ValueError(
+            "`stages` must be a non-empty list of (channels, down_expansion, num_residual, "
+            f"residual_expansion) tuples of non-negative ints. Received: stages={stages}"
+        )
+    if stem_channels % stem_groups:
+        raise ValueError(
+            "`stem_channels` must be divisible by `stem_groups`. "
+            f"Received: stem_channels={stem_channels}, stem_groups={stem_groups}"
+        )
+    return stages
