@@ -7,27 +7,21 @@ in the ``--json`` output.
 
 import sys
 
+from keras_arcface._cli_options import add_align_option, add_model_argument, add_threads_option
 from keras_arcface._io import atomic_path, atomic_write_json
 
 
 def add_arguments(parser):
     """Adds the ``embed`` command's arguments to ``parser``."""
-    parser.add_argument(
-        "model", metavar="MODEL", help=".keras, run folder, SavedModel, .tflite or .onnx"
-    )
+    add_model_argument(parser)
     parser.add_argument("images", metavar="IMAGE", nargs="+", help="photos or aligned face crops")
     parser.add_argument("--out", help="write the embeddings [N, D] float32 to this .npy file")
     parser.add_argument(
         "--json", help="write one record per face (image, box, landmarks, embedding) as JSON"
     )
-    parser.add_argument(
-        "--align",
-        choices=("auto", "true", "false"),
-        default="auto",
-        help="auto: detect and align all but 112x112 crops; true: always; false: never",
-    )
+    add_align_option(parser)
     parser.add_argument("--batch-size", type=int, default=32, help="images per pass (32)")
-    parser.add_argument("--threads", type=int, default=None, help="LiteRT/onnxruntime threads")
+    add_threads_option(parser)
 
 
 def _records(embedder, path, align):

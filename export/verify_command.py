@@ -2,20 +2,15 @@
 
 import sys
 
+from keras_arcface._cli_options import add_align_option, add_model_argument
+
 
 def add_arguments(parser):
     """Adds the ``verify`` command's arguments to ``parser``."""
-    parser.add_argument(
-        "model", metavar="MODEL", help=".keras, run folder, SavedModel, .tflite or .onnx"
-    )
+    add_model_argument(parser)
     parser.add_argument("image_a", metavar="IMG_A", help="first photo or aligned face crop")
     parser.add_argument("image_b", metavar="IMG_B", help="second photo or aligned face crop")
-    parser.add_argument(
-        "--align",
-        choices=("auto", "true", "false"),
-        default="auto",
-        help="auto: detect and align all but 112x112 crops; true: always; false: never",
-    )
+    add_align_option(parser)
     parser.add_argument(
         "--face",
         choices=("only", "largest"),

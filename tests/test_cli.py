@@ -230,6 +230,48 @@ def test_every_argument_has_a_help_line(name):
     assert not missing, f"arguments without a help line: {missing}"
 
 
+def test_the_top_level_parser_has_a_help_line_for_everything():
+    missing = [
+        f"{path} {'/'.join(action.option_strings) or action.dest}"
+        if not isinstance(action, str) and action is not None
+        else f"{path} (sub-command)"
+        for path, action in _walk(cli.build_parser(), "keras-arcface")
+        if action is None or (not isinstance(action, str) and not (action.help or "").strip())
+    ]
+    assert not missing, f"arguments without a help line: {missing}"
+
+
+def _parsers(parser):
+    """The parser and every sub-parser below it."""
+    yield parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                yield from _parsers(child)
+
+
+# Commands with a progress bar (each once had either --quiet or --no-progress).
+PROGRESS_COMMANDS = {"align", "convert", "demo", "eval", "paper", "synth", "train"}
+
+
+@pytest.mark.parametrize("name", sorted(cli.COMMANDS))
+def test_progress_is_hidden_by_the_same_flag_in_every_command(name):
+    """``--no-progress`` and ``--quiet`` are one option wherever a command shows progress."""
+    module = cli._load(cli.COMMANDS[name][0])
+    parser = argparse.ArgumentParser(prog=f"keras-arcface {name}")
+    module.add_arguments(parser)
+    has_flag = False
+    for sub in _parsers(parser):
+        flags = [a for a in sub._actions if {"--quiet", "--no-progress"} & set(a.option_strings)]
+        assert len(flags) <= 1, (sub.prog, [a.option_strings for a in flags])
+        if flags:
+            (flag,) = flags
+            assert set(flag.option_strings) == {"--no-progress", "--quiet"}, sub.prog
+            assert flag.dest == "no_progress", sub.prog
+            has_flag = True
+    assert has_flag == (name in PROGRESS_COMMANDS)
+
+
 def test_convert_failures_are_one_line_naming_the_file(tmp_path, capsys):
     # Issue 16: a corrupt JPEG under --on-error raise and a non-empty output folder printed
     # 29-line tracebacks.

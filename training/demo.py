@@ -22,6 +22,7 @@ import shutil
 import sys
 import time
 
+from keras_arcface._cli_options import add_progress_flag
 from keras_arcface._io import atomic_write_json
 
 DEMO_EXPERIMENT = "synthetic_demo"
@@ -80,7 +81,7 @@ def add_arguments(parser):
         "--quick", action="store_true", help="a tiny budget (seconds) to check the pipeline"
     )
     parser.add_argument("--skip-export", action="store_true", help="do not export the model")
-    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    add_progress_flag(parser)
 
 
 def _data_key(settings):

@@ -14,6 +14,8 @@ Example:
 import os
 import sys
 
+from keras_arcface._cli_options import add_progress_flag
+
 
 def add_arguments(parser):
     """Adds the ``train`` options to an ``argparse`` parser."""
@@ -46,7 +48,7 @@ def add_arguments(parser):
         action="store_true",
         help="print the merged config as YAML and exit without training",
     )
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_progress_flag(parser, help="hide the progress bar")
 
 
 def _load(args):

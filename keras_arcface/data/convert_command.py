@@ -11,6 +11,8 @@
 
 import json
 
+from keras_arcface._cli_options import add_on_error_option, add_progress_flag
+
 
 def _add_common(parser):
     parser.add_argument(
@@ -39,12 +41,7 @@ def _add_common(parser):
         default=0.7,
         help="with --align: photos whose best face scores below this count as 'no face' (0.7)",
     )
-    parser.add_argument(
-        "--on-error",
-        choices=("raise", "skip"),
-        default="raise",
-        help="stop at the first bad image (raise) or drop and count it (skip)",
-    )
+    add_on_error_option(parser, "image", "drop and count it")
 
 
 def _add_dataset_options(parser):
@@ -58,7 +55,7 @@ def _add_dataset_options(parser):
     parser.add_argument("--workers", type=int, default=None, help="decoding threads")
     parser.add_argument("--shards", type=int, default=None, help="number of shard files")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_progress_flag(parser, help="hide the progress bar")
 
 
 def add_arguments(parser):
@@ -137,7 +134,7 @@ def main(args):
             "num_workers": args.workers,
             "num_shards": args.shards,
             "overwrite": args.overwrite,
-            "progress": not args.quiet,
+            "progress": not args.no_progress,
             "transform": transform,
         }
         if args.source == "images":

@@ -9,6 +9,8 @@
 import dataclasses
 import json
 
+from keras_arcface._cli_options import add_progress_flag
+
 
 def add_arguments(parser):
     """Adds the ``synth`` options to ``parser``."""
@@ -37,7 +39,7 @@ def add_arguments(parser):
     parser.add_argument("--image-size", type=int, default=112, help="image side in pixels")
     parser.add_argument("--workers", type=int, default=None, help="rendering processes")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_progress_flag(parser)
     parser.add_argument(
         "--set",
         action="append",
@@ -88,7 +90,7 @@ def main(args):
         image_size=args.image_size,
         num_workers=args.workers,
         overwrite=args.overwrite,
-        progress=not args.quiet,
+        progress=not args.no_progress,
         **parse_knobs(args.set),
     )
     print(json.dumps(summary, indent=2))

@@ -9,12 +9,12 @@ is written when the pair set cannot calibrate (one kind of pair only, too few im
 import os
 import sys
 
+from keras_arcface._cli_options import add_model_argument
+
 
 def add_arguments(parser):
     """Adds the command's arguments to ``parser``."""
-    parser.add_argument(
-        "model", metavar="MODEL", help=".keras, run folder, SavedModel, .tflite or .onnx"
-    )
+    add_model_argument(parser)
     parser.add_argument(
         "--bin", required=True, help=".bin pair set of the kind of images the model will see"
     )

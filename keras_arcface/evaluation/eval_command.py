@@ -16,6 +16,7 @@ import sys
 
 import numpy as np
 
+from keras_arcface._cli_options import add_progress_flag, add_threads_option
 from keras_arcface.evaluation.identification import (
     DEFAULT_FPIR_TARGETS,
     evaluate_identification,
@@ -85,10 +86,10 @@ def add_arguments(parser):
         help="identification: fraction of identities kept out of the gallery (non-mated)",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the open-set split")
-    parser.add_argument("--threads", type=int, default=None, help="LiteRT/onnxruntime threads")
+    add_threads_option(parser)
     parser.add_argument("--json", metavar="OUT", help="write the results as JSON here")
     parser.add_argument("--plot-dir", metavar="DIR", help="write ROC and score PNGs here")
-    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    add_progress_flag(parser)
 
 
 def main(args):

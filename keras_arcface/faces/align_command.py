@@ -7,6 +7,8 @@
     keras-arcface align photos/ aligned/ --on-error skip      # list unreadable files, go on
 """
 
+from keras_arcface._cli_options import add_on_error_option, add_progress_flag
+
 _SHOWN_PROBLEMS = 20
 
 
@@ -37,19 +39,14 @@ def add_arguments(parser):
         default=None,
         help="processes (default: one per core from 200 photos)",
     )
-    parser.add_argument(
-        "--on-error",
-        choices=("raise", "skip"),
-        default="raise",
-        help="stop at the first unreadable photo (raise) or list it and go on (skip)",
-    )
+    add_on_error_option(parser, "photo", "list it in the report and go on")
     parser.add_argument(
         "--report", default=None, help="report path, .json or .csv (default OUT/align_report.json)"
     )
     parser.add_argument(
         "--overwrite", action="store_true", help="redo photos a previous run already finished"
     )
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_progress_flag(parser, help="hide the progress bar")
 
 
 def main(args):
@@ -67,7 +64,7 @@ def main(args):
         on_error=args.on_error,
         report=args.report,
         overwrite=args.overwrite,
-        progress=not args.quiet,
+        progress=not args.no_progress,
     )
     print("| status | photos |\n|---|---|")
     for status, count in sorted(summary["counts"].items()):

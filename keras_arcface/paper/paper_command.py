@@ -14,6 +14,8 @@ import dataclasses
 import os
 import sys
 
+from keras_arcface._cli_options import add_progress_flag
+
 DEFAULT_TABLE_OUT = "docs"
 
 
@@ -30,7 +32,7 @@ def add_arguments(parser):
         "--reduced", action="store_true", help="small toy experiment (CI; about 20 s)"
     )
     figures.add_argument("--seed", type=int, default=0, help="seed of the toy experiment")
-    figures.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_progress_flag(figures)
 
     table = actions.add_parser(
         "table", help="The loss comparison on held-out synthetic identities (paper Table 2)."
@@ -62,7 +64,7 @@ def add_arguments(parser):
         default=DEFAULT_TABLE_OUT,
         help="folder for paper_table.md and paper_table.json (default docs/)",
     )
-    table.add_argument("--quiet", action="store_true", help="no progress bar or per-run lines")
+    add_progress_flag(table, help="hide the progress bar and the per-run lines")
 
 
 def _command_line(args):
@@ -114,7 +116,7 @@ def run_figures(args):
     analysis = figures.write_analysis_figures(args.out)
     toy_config = toy_experiment.REDUCED_TOY if args.reduced else toy_experiment.ToyConfig()
     toy_config = dataclasses.replace(toy_config, seed=args.seed)
-    toy = toy_experiment.write_toy_figure(args.out, toy_config, progress=not args.quiet)
+    toy = toy_experiment.write_toy_figure(args.out, toy_config, progress=not args.no_progress)
     report = {"command": _command_line(args), **analysis, "toy_experiment": toy}
     atomic_write_json(os.path.join(args.out, "figures.json"), report)
     print(f"Wrote figures to {args.out}:")
@@ -142,8 +144,8 @@ def run_table(args):
         config,
         out_dir=args.out,
         command=_command_line(args),
-        progress=not args.quiet,
-        log=None if args.quiet else (lambda line: print(line, file=sys.stderr)),
+        progress=not args.no_progress,
+        log=None if args.no_progress else (lambda line: print(line, file=sys.stderr)),
     )
     print(loss_table.format_markdown_table(summary))
     print(f"\nWrote {os.path.join(args.out, 'paper_table.md')} and paper_table.json")
