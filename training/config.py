@@ -483,44 +483,54 @@ def _coerce(value, annotation, key):
                 f"Config key '{key}' expects a mapping. Received: {key}={value!r}"
             )
         return dict(value)
-    if annotation is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
-            return value.lower() in ("true", "yes", "1")
+    scalar = _SCALAR_COERCIONS.get(annotation) if isinstance(annotation, type) else None
+    return value if scalar is None else scalar(value, key)
+
+
+def _to_bool(value, key):
+    """``true/false/yes/no/1/0`` (any case) or a bool, as a bool."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
+        return value.lower() in ("true", "yes", "1")
+    raise ConfigTypeError(f"Config key '{key}' expects true or false. Received: {key}={value!r}")
+
+
+def _to_int(value, key):
+    """A whole number (``3``, ``3.0``, ``"3"``, ``"1e3"``) as an int; never a bool."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ConfigTypeError(f"Config key '{key}' expects an integer. Received: {key}={value!r}")
+    try:
+        number = float(value)
+    except ValueError:
         raise ConfigTypeError(
-            f"Config key '{key}' expects true or false. Received: {key}={value!r}"
-        )
-    if annotation is int:
-        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-            raise ConfigTypeError(
-                f"Config key '{key}' expects an integer. Received: {key}={value!r}"
-            )
-        try:
-            number = float(value)
-        except ValueError:
-            raise ConfigTypeError(
-                f"Config key '{key}' expects an integer. Received: {key}={value!r}"
-            ) from None
-        if not number.is_integer():
-            raise ConfigTypeError(
-                f"Config key '{key}' expects an integer. Received: {key}={value!r}"
-            )
-        return int(number)
-    if annotation is float:
-        if isinstance(value, bool):
-            raise ConfigTypeError(f"Config key '{key}' expects a number. Received: {key}={value!r}")
-        try:
-            return float(value)
-        except (TypeError, ValueError):
-            raise ConfigTypeError(
-                f"Config key '{key}' expects a number. Received: {key}={value!r}"
-            ) from None
-    if annotation is str:
-        if isinstance(value, (dict, list)):
-            raise ConfigTypeError(f"Config key '{key}' expects a string. Received: {key}={value!r}")
-        return "" if value is None else str(value)
-    return value
+            f"Config key '{key}' expects an integer. Received: {key}={value!r}"
+        ) from None
+    if not number.is_integer():
+        raise ConfigTypeError(f"Config key '{key}' expects an integer. Received: {key}={value!r}")
+    return int(number)
+
+
+def _to_float(value, key):
+    """A number or numeric string as a float; never a bool."""
+    if isinstance(value, bool):
+        raise ConfigTypeError(f"Config key '{key}' expects a number. Received: {key}={value!r}")
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ConfigTypeError(
+            f"Config key '{key}' expects a number. Received: {key}={value!r}"
+        ) from None
+
+
+def _to_str(value, key):
+    """A scalar as a string (``None`` as ``""``); mappings and lists are refused."""
+    if isinstance(value, (dict, list)):
+        raise ConfigTypeError(f"Config key '{key}' expects a string. Received: {key}={value!r}")
+    return "" if value is None else str(value)
+
+
+_SCALAR_COERCIONS = {bool: _to_bool, int: _to_int, float: _to_float, str: _to_str}
 
 
 def _from_dict(cls, values, prefix=""):
@@ -658,38 +668,43 @@ def apply_overrides(values, overrides):
             old_value, new_value = (earlier[1], value) if key == written else (value, earlier[1])
             raise _conflict(old, new, old_value, new_value)
         spelled[key] = (written, value)
-        parts = key.split(".")
-        cls = ExperimentConfig
-        target = values
-        for depth, part in enumerate(parts):
-            types = _field_types(cls)
-            path = ".".join(parts[: depth + 1])
-            if part not in types:
-                raise ConfigError(
-                    f"Unknown config key '{path}'. Known keys here: "
-                    f"{', '.join(types)}. Received: {key}={value!r}"
-                )
-            annotation = types[part]
-            last = depth == len(parts) - 1
-            if dataclasses.is_dataclass(annotation) and not last:
-                target = target.setdefault(part, {})
-                if not isinstance(target, dict):
-                    raise ConfigError(f"Config section '{path}' is not a mapping. Received: {key}")
-                cls = annotation
-            elif last:
-                target[part] = value
-            elif annotation is dict or typing.get_origin(annotation) is dict:
-                # Free-form mappings (e.g. data.dataset_kwargs.flip=false) take any sub-key.
-                target = target.setdefault(part, {})
-                for sub in parts[depth + 1 : -1]:
-                    target = target.setdefault(sub, {})
-                target[parts[-1]] = value
-                break
-            else:
-                raise ConfigError(
-                    f"Config key '{path}' is a value, not a section. Received: {key}={value!r}"
-                )
+        _set_override(values, key, value)
     return values
+
+
+def _set_override(values, key, value):
+    """Sets the dotted ``key`` in the nested dict ``values``, checking every part of it."""
+    parts = key.split(".")
+    cls = ExperimentConfig
+    target = values
+    for depth, part in enumerate(parts):
+        types = _field_types(cls)
+        path = ".".join(parts[: depth + 1])
+        if part not in types:
+            raise ConfigError(
+                f"Unknown config key '{path}'. Known keys here: "
+                f"{', '.join(types)}. Received: {key}={value!r}"
+            )
+        annotation = types[part]
+        last = depth == len(parts) - 1
+        if dataclasses.is_dataclass(annotation) and not last:
+            target = target.setdefault(part, {})
+            if not isinstance(target, dict):
+                raise ConfigError(f"Config section '{path}' is not a mapping. Received: {key}")
+            cls = annotation
+        elif last:
+            target[part] = value
+        elif annotation is dict or typing.get_origin(annotation) is dict:
+            # Free-form mappings (e.g. data.dataset_kwargs.flip=false) take any sub-key.
+            target = target.setdefault(part, {})
+            for sub in parts[depth + 1 : -1]:
+                target = target.setdefault(sub, {})
+            target[parts[-1]] = value
+            return
+        else:
+            raise ConfigError(
+                f"Config key '{path}' is a value, not a section. Received: {key}={value!r}"
+            )
 
 
 def experiment_names():
@@ -869,7 +884,20 @@ def resolve(config, num_replicas=1, num_classes=None, num_images=None):
     if opt.reference_batch_size > 0:
         lr = lr * global_batch / opt.reference_batch_size
     steps_per_epoch = max(1, images // global_batch) if images else 0
-    sched = config.schedule
+    steps = _schedule_steps(config, steps_per_epoch, images)
+    return Derived(
+        num_replicas=int(num_replicas),
+        global_batch_size=int(global_batch),
+        learning_rate=float(lr),
+        num_classes=int(classes),
+        num_images=int(images),
+        steps_per_epoch=int(steps_per_epoch or steps["total_steps"]),
+        **steps,
+    )
+
+
+def _schedule_steps(config, steps_per_epoch, images):
+    """The schedule's step counts, epoch-based values converted: keyword args of ``Derived``."""
 
     def to_steps(epochs):
         if not steps_per_epoch:
@@ -879,6 +907,7 @@ def resolve(config, num_replicas=1, num_classes=None, num_images=None):
             )
         return int(math.ceil(epochs * steps_per_epoch))
 
+    sched = config.schedule
     total = sched.total_steps or to_steps(sched.epochs)
     warmup = sched.warmup_steps or (to_steps(sched.warmup_epochs) if sched.warmup_epochs else 0)
     if sched.decay_steps:
@@ -895,13 +924,7 @@ def resolve(config, num_replicas=1, num_classes=None, num_images=None):
             f"The warm-up must be shorter than the run ({total} steps). "
             f"Received: warmup_steps={warmup}"
         )
-    return Derived(
-        num_replicas=int(num_replicas),
-        global_batch_size=int(global_batch),
-        learning_rate=float(lr),
-        num_classes=int(classes),
-        num_images=int(images),
-        steps_per_epoch=int(steps_per_epoch or total),
+    return dict(
         total_steps=int(total),
         warmup_steps=int(warmup),
         decay_steps=decay,

@@ -70,13 +70,45 @@ def make_train_step(
         from a (distributed) iterator and returns ``(loss, applied)``: the global loss summed
         over replicas and whether the update was applied.
     """
-    loss_scaled = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
     variables = list(variables)
     extra = list(extra)
     statistics = [_tf_variable(v) for v in statistics]
     # Only floating-point statistics are averaged (a seed generator's state is not).
     averaged = [v for v in statistics if v.dtype.is_floating]
+    replica_step = _make_replica_step(loss_fn, optimizer, variables, extra, clipnorm)
+    return _distributed_step(strategy, replica_step, statistics, averaged, counter)
+
+
+def _distributed_step(strategy, replica_step, statistics, averaged, counter):
+    """The ``tf.function`` around ``replica_step``: one batch on every replica, the loss
+    summed, ``averaged`` statistics averaged (step 5), all ``statistics`` restored when the
+    step was skipped, ``counter`` incremented."""
     sync_stats = bool(averaged) and strategy.num_replicas_in_sync > 1
+    local_stats, assign_mean = _make_statistics_sync(averaged)
+
+    @tf.function
+    def train_step(iterator):
+        images, labels = next(iterator)
+        before = [tf.identity(v) for v in statistics]
+        per_replica_loss, per_replica_ok = strategy.run(replica_step, args=(images, labels))
+        loss = strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica_loss, axis=None)
+        applied = strategy.experimental_local_results(per_replica_ok)[0]
+        if sync_stats:
+            assign_mean(
+                strategy.reduce(tf.distribute.ReduceOp.MEAN, strategy.run(local_stats), axis=None)
+            )
+        for v, old in zip(statistics, before):
+            v.assign(tf.where(applied, tf.convert_to_tensor(v), old))
+        if counter is not None:
+            counter.assign_add(1)
+        return loss, applied
+
+    return train_step
+
+
+def _make_replica_step(loss_fn, optimizer, variables, extra, clipnorm):
+    """``replica_step(images, labels) -> (reported loss, ok)``: steps 1 to 4 on one replica."""
+    loss_scaled = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
 
     def replica_step(images, labels):
         ctx = tf.distribute.get_replica_context()
@@ -107,6 +139,13 @@ def make_train_step(
             apply_fn(_unscale(grad, scale) if loss_scaled else grad, ok)
         return tf.cast(reported, tf.float32), ok
 
+    return replica_step
+
+
+def _make_statistics_sync(averaged):
+    """``(local_stats, assign_mean)``: the replica's ``averaged`` variables as one flat
+    float32 vector, and the assignment of a (mean) vector back to them."""
+
     def local_stats():
         return tf.concat([tf.reshape(tf.cast(v, tf.float32), [-1]) for v in averaged], 0)
 
@@ -117,24 +156,7 @@ def make_train_step(
             v.assign(tf.cast(tf.reshape(flat[offset : offset + size], v.shape), v.dtype))
             offset += size
 
-    @tf.function
-    def train_step(iterator):
-        images, labels = next(iterator)
-        before = [tf.identity(v) for v in statistics]
-        per_replica_loss, per_replica_ok = strategy.run(replica_step, args=(images, labels))
-        loss = strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica_loss, axis=None)
-        applied = strategy.experimental_local_results(per_replica_ok)[0]
-        if sync_stats:
-            assign_mean(
-                strategy.reduce(tf.distribute.ReduceOp.MEAN, strategy.run(local_stats), axis=None)
-            )
-        for v, old in zip(statistics, before):
-            v.assign(tf.where(applied, tf.convert_to_tensor(v), old))
-        if counter is not None:
-            counter.assign_add(1)
-        return loss, applied
-
-    return train_step
+    return local_stats, assign_mean
 
 
 def _tf_variable(variable):

@@ -188,20 +188,10 @@ class Trainer:
             config.distribution.strategy, config.distribution.devices
         )
         self.task_id, self.is_chief, self.num_workers = worker_info(self.strategy)
-        manifest_classes, manifest_images = self._manifest_counts()
-        self.derived = config_lib.resolve(
-            config,
-            num_replicas=self.strategy.num_replicas_in_sync,
-            num_classes=num_classes or manifest_classes,
-            num_images=num_images or manifest_images,
-        )
+        self.derived = self._resolve_derived(num_classes, num_images)
         self._dataset_fn = dataset_fn or self._tfrecord_dataset
         self._checkpoint_dir = os.path.join(self.run_dir, "checkpoints")
-        if not resume and tf.train.latest_checkpoint(self._checkpoint_dir):
-            raise ValueError(
-                "The run folder already holds checkpoints: pass resume=True (--resume) to "
-                f"continue it, or choose another folder. Received: run_dir={self.run_dir!r}"
-            )
+        self._check_fresh_run(resume)
         config_moved_aside = None
         if resume and self.is_chief:
             config_moved_aside = self._prepare_resume(allow_config_change)
@@ -222,13 +212,7 @@ class Trainer:
         if self.restored_from is None and config.model.init_from:
             self._init_from(config.model)
         bins = config.evaluation.bins if verification_sets is None else verification_sets
-        self.verifier = (
-            callbacks.VerificationMonitor(
-                bins, config.evaluation.batch_size, config.evaluation.flip
-            )
-            if bins and self.is_chief
-            else None
-        )
+        self.verifier = self._make_verifier(bins)
         self._check_early_stopping(bool(bins))
         # Written once the weights are in place: a failed init_from leaves no run folder.
         os.makedirs(self.run_dir, exist_ok=True)
@@ -244,6 +228,31 @@ class Trainer:
         )
 
     # ----------------------------------------------------------------------------- set-up
+    def _resolve_derived(self, num_classes, num_images):
+        """The derived values, class and image counts from the arguments or the manifest."""
+        manifest_classes, manifest_images = self._manifest_counts()
+        return config_lib.resolve(
+            self.config,
+            num_replicas=self.strategy.num_replicas_in_sync,
+            num_classes=num_classes or manifest_classes,
+            num_images=num_images or manifest_images,
+        )
+
+    def _check_fresh_run(self, resume):
+        """Refuses to start a new run in a folder that already holds checkpoints."""
+        if not resume and tf.train.latest_checkpoint(self._checkpoint_dir):
+            raise ValueError(
+                "The run folder already holds checkpoints: pass resume=True (--resume) to "
+                f"continue it, or choose another folder. Received: run_dir={self.run_dir!r}"
+            )
+
+    def _make_verifier(self, bins):
+        """The chief's :class:`VerificationMonitor` over ``bins``, or None."""
+        if not (bins and self.is_chief):
+            return None
+        evaluation = self.config.evaluation
+        return callbacks.VerificationMonitor(bins, evaluation.batch_size, evaluation.flip)
+
     def _prepare_resume(self, allow_config_change):
         """Cleans a killed run's temporary files; refuses a silently changed config.
 
@@ -536,82 +545,12 @@ class Trainer:
         """
         cfg, derived = self.config, self.derived
         show = cfg.logging.progress_bar if progress is None else progress
-        step = int(self.step.numpy())
-        start_step = step
-        logger = None
-        if self.is_chief:
-            extra = self.verifier.columns + ["verify/mean_accuracy"] if self.verifier else []
-            logger = callbacks.MetricsLogger(
-                self.run_dir,
-                extra_columns=extra,
-                tensorboard=cfg.logging.tensorboard,
-                resume_step=step,
-            )
-        bar = None
-        if show and self.is_chief:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=derived.total_steps, initial=step, desc=cfg.name, unit="step")
-        t_fit = time.perf_counter()
-        t_log, step_log = t_fit, step
-        loss = math.nan
-        scores = {}
+        step = start_step = int(self.step.numpy())
+        report = _FitReport(self, step, show)
+        t_fit = report.start_clock()
         end = derived.total_steps if until is None else min(int(until), derived.total_steps)
         try:
-            while step < end:
-                epoch, offset = divmod(step, derived.steps_per_epoch)
-                iterator = iter(self._distributed_dataset(epoch, offset))
-                last = min(derived.steps_per_epoch - offset, end - step)
-                for _ in range(last):
-                    head_only = step < cfg.schedule.head_warmup_steps
-                    train_step = self._head_step if head_only else self._train_step
-                    loss = float(train_step(iterator)[0])
-                    step += 1
-                    if not math.isfinite(loss):
-                        raise NonFiniteLossError(
-                            f"The training loss became {loss} at step {step}; training stopped. "
-                            f"The last good checkpoint ({self.checkpointer.latest}) is kept. "
-                            "Lower optimizer.learning_rate, add a warm-up "
-                            "(schedule.warmup_epochs) or set optimizer.clipnorm, then resume "
-                            "with --resume."
-                        )
-                    if bar is not None:
-                        bar.update(1)
-                    log_now = step % cfg.logging.every_steps == 0 or step == derived.total_steps
-                    verify_now = self.verifier is not None and (
-                        (derived.verify_every_steps and step % derived.verify_every_steps == 0)
-                        or step == derived.total_steps
-                    )
-                    if verify_now:
-                        scores = self._verify()
-                    if log_now or verify_now:
-                        now = time.perf_counter()
-                        rate = (
-                            (step - step_log) * derived.global_batch_size / max(now - t_log, 1e-9)
-                        )
-                        t_log, step_log = now, step
-                        row = {
-                            "epoch": round(step / derived.steps_per_epoch, 4),
-                            "loss": loss,
-                            "learning_rate": float(self.schedule(step - 1)),
-                            "images_per_second": rate,
-                        }
-                        if verify_now:
-                            row.update(scores)
-                        if logger is not None:
-                            logger.log(step, row)
-                        if bar is not None:
-                            post = {"loss": f"{loss:.3f}", "lr": f"{row['learning_rate']:.3g}"}
-                            post["img/s"] = f"{rate:.0f}"
-                            if verify_now:
-                                post["acc"] = f"{scores['verify/mean_accuracy']:.4f}"
-                            bar.set_postfix(post)
-                    if verify_now and self._should_stop_early():
-                        end = step
-                    if step % cfg.checkpoint.every_steps == 0 or step == end:
-                        self._save(step)
-                    if step == end:
-                        break
+            step, loss, scores = self._fit_steps(step, end, report)
         except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as failure:
             _raise_if_bad_labels(failure)
             damaged = self._damaged_data(failure)
@@ -619,10 +558,7 @@ class Trainer:
                 raise
             raise damaged from None
         finally:
-            if bar is not None:
-                bar.close()
-            if logger is not None:
-                logger.close()
+            report.close()
         seconds = time.perf_counter() - t_fit
         if self.is_chief and cfg.logging.plot:
             callbacks.plot_training_curve(
@@ -642,6 +578,53 @@ class Trainer:
             stopped_early=step < derived.total_steps and until is None,
             data_check=self._check_skipped_data(),
         )
+
+    def _fit_steps(self, step, end, report):
+        """Steps from ``step`` to ``end``, epoch by epoch: ``(step, last loss, last scores)``.
+
+        Verifies, logs and checkpoints on their schedules; early stopping moves ``end``.
+        """
+        cfg, derived = self.config, self.derived
+        loss, scores = math.nan, {}
+        while step < end:
+            epoch, offset = divmod(step, derived.steps_per_epoch)
+            iterator = iter(self._distributed_dataset(epoch, offset))
+            last = min(derived.steps_per_epoch - offset, end - step)
+            for _ in range(last):
+                head_only = step < cfg.schedule.head_warmup_steps
+                train_step = self._head_step if head_only else self._train_step
+                loss = float(train_step(iterator)[0])
+                step += 1
+                self._check_loss(loss, step)
+                report.step_done()
+                log_now = step % cfg.logging.every_steps == 0 or step == derived.total_steps
+                verify_now = self.verifier is not None and (
+                    (derived.verify_every_steps and step % derived.verify_every_steps == 0)
+                    or step == derived.total_steps
+                )
+                if verify_now:
+                    scores = self._verify()
+                if log_now or verify_now:
+                    learning_rate = float(self.schedule(step - 1))
+                    report.record(step, loss, learning_rate, scores if verify_now else None)
+                if verify_now and self._should_stop_early():
+                    end = step
+                if step % cfg.checkpoint.every_steps == 0 or step == end:
+                    self._save(step)
+                if step == end:
+                    break
+        return step, loss, scores
+
+    def _check_loss(self, loss, step):
+        """Raises :class:`NonFiniteLossError` when ``loss`` (of ``step``) is NaN or Inf."""
+        if not math.isfinite(loss):
+            raise NonFiniteLossError(
+                f"The training loss became {loss} at step {step}; training stopped. "
+                f"The last good checkpoint ({self.checkpointer.latest}) is kept. "
+                "Lower optimizer.learning_rate, add a warm-up "
+                "(schedule.warmup_epochs) or set optimizer.clipnorm, then resume "
+                "with --resume."
+            )
 
     def _uses_tfrecords(self):
         return bool(self.config.data.train_dir) and self._dataset_fn == self._tfrecord_dataset
@@ -722,6 +705,69 @@ class Trainer:
             checkpointing.save_model_atomic(
                 self.backbone, os.path.join(self.run_dir, "embedding_latest.keras")
             )
+
+
+class _FitReport:
+    """What ``fit`` shows while it runs: the chief's metrics log and its progress bar."""
+
+    def __init__(self, trainer, step, show):
+        cfg, derived = trainer.config, trainer.derived
+        self._steps_per_epoch = derived.steps_per_epoch
+        self._global_batch_size = derived.global_batch_size
+        self.logger = self.bar = None
+        if trainer.is_chief:
+            verifier = trainer.verifier
+            extra = verifier.columns + ["verify/mean_accuracy"] if verifier else []
+            self.logger = callbacks.MetricsLogger(
+                trainer.run_dir,
+                extra_columns=extra,
+                tensorboard=cfg.logging.tensorboard,
+                resume_step=step,
+            )
+        if show and trainer.is_chief:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=derived.total_steps, initial=step, desc=cfg.name, unit="step")
+        self._step_log = step
+
+    def start_clock(self):
+        """Starts timing (images per second are measured between rows); returns the time."""
+        self._t_log = time.perf_counter()
+        return self._t_log
+
+    def step_done(self):
+        """Advances the bar by one step."""
+        if self.bar is not None:
+            self.bar.update(1)
+
+    def record(self, step, loss, learning_rate, scores):
+        """Logs a row and updates the bar; ``scores`` are this step's verification, or None."""
+        now = time.perf_counter()
+        rate = (step - self._step_log) * self._global_batch_size / max(now - self._t_log, 1e-9)
+        self._t_log, self._step_log = now, step
+        row = {
+            "epoch": round(step / self._steps_per_epoch, 4),
+            "loss": loss,
+            "learning_rate": learning_rate,
+            "images_per_second": rate,
+        }
+        if scores is not None:
+            row.update(scores)
+        if self.logger is not None:
+            self.logger.log(step, row)
+        if self.bar is not None:
+            post = {"loss": f"{loss:.3f}", "lr": f"{learning_rate:.3g}"}
+            post["img/s"] = f"{rate:.0f}"
+            if scores is not None:
+                post["acc"] = f"{scores['verify/mean_accuracy']:.4f}"
+            self.bar.set_postfix(post)
+
+    def close(self):
+        """Closes the bar and the log."""
+        if self.bar is not None:
+            self.bar.close()
+        if self.logger is not None:
+            self.logger.close()
 
 
 def _raise_if_bad_labels(failure):
