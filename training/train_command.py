@@ -103,36 +103,46 @@ def main(args):
     except (ValueError, TypeError) as error:
         print(f"keras-arcface train: {error}", file=sys.stderr)
         return 2
-    d = trainer.derived
-    from keras_arcface.training.finetune import small_dataset_warning
-
-    advice = small_dataset_warning(cfg, d.num_classes) if not args.resume else None
-    if advice and trainer.is_chief:
-        print(f"keras-arcface train: {advice}", file=sys.stderr)
     if trainer.is_chief:
-        where = f"resumed from {trainer.restored_from}" if trainer.restored_from else "new run"
-        print(
-            f"{cfg.name}: {d.num_replicas} replica(s), global batch {d.global_batch_size}, "
-            f"lr {d.learning_rate:g}, {d.total_steps} steps ({d.steps_per_epoch}/epoch), "
-            f"{d.num_classes} classes; {where}; run folder {trainer.run_dir}"
-        )
+        _print_start(trainer, cfg, args.resume)
     try:
         result = trainer.fit()
     except NonFiniteLossError as error:
         print(f"keras-arcface train: {error}", file=sys.stderr)
         return 1
     if trainer.is_chief:
-        line = (
-            f"done: step {result.step}, loss {result.loss:.4f}, "
-            f"{result.images_per_second:.0f} img/s, {result.seconds:.0f} s"
-        )
-        if result.best_accuracy is not None:
-            line += f", best verification accuracy {result.best_accuracy:.4f}"
-        print(line)
-        if result.data_check and not result.data_check["ok"]:
-            print(
-                f"data: {result.data_check['summary']}; training skipped them "
-                f"(details: {result.data_check['path']})",
-                file=sys.stderr,
-            )
+        _print_result(result)
     return 0
+
+
+def _print_start(trainer, cfg, resume):
+    """The chief's opening lines: small-dataset advice (new runs) and the run's shape."""
+    from keras_arcface.training.finetune import small_dataset_warning
+
+    d = trainer.derived
+    advice = small_dataset_warning(cfg, d.num_classes) if not resume else None
+    if advice:
+        print(f"keras-arcface train: {advice}", file=sys.stderr)
+    where = f"resumed from {trainer.restored_from}" if trainer.restored_from else "new run"
+    print(
+        f"{cfg.name}: {d.num_replicas} replica(s), global batch {d.global_batch_size}, "
+        f"lr {d.learning_rate:g}, {d.total_steps} steps ({d.steps_per_epoch}/epoch), "
+        f"{d.num_classes} classes; {where}; run folder {trainer.run_dir}"
+    )
+
+
+def _print_result(result):
+    """The chief's closing line, and what the data lacked when records were skipped."""
+    line = (
+        f"done: step {result.step}, loss {result.loss:.4f}, "
+        f"{result.images_per_second:.0f} img/s, {result.seconds:.0f} s"
+    )
+    if result.best_accuracy is not None:
+        line += f", best verification accuracy {result.best_accuracy:.4f}"
+    print(line)
+    if result.data_check and not result.data_check["ok"]:
+        print(
+            f"data: {result.data_check['summary']}; training skipped them "
+            f"(details: {result.data_check['path']})",
+            file=sys.stderr,
+        )
