@@ -5,6 +5,8 @@ import warnings
 
 # The release in which the old spellings are removed.
 REMOVED_IN = "0.3"
+# Matches every deprecation message of this package (``warnings.filterwarnings(message=...)``).
+MESSAGE_PATTERN = r".*deprecated and will be removed in keras-arcface"
 
 
 def warn_renamed(old, new, stacklevel=3):

@@ -12,7 +12,10 @@ permission, a full or read-only disk) print one line, ``keras-arcface COMMAND: e
 instead; genuine bugs always show it.
 
 TensorFlow's start-up logging (oneDNN and CPU-feature notices, absl warnings) is hidden
-unless the user set ``TF_CPP_MIN_LOG_LEVEL`` themselves or passed ``--verbose``. Flags and
+unless the user set ``TF_CPP_MIN_LOG_LEVEL`` themselves or passed ``--verbose``. The
+package's own deprecation warnings (an old config key, an old option value) are shown, once
+each: Python hides ``DeprecationWarning`` outside ``__main__``, and a user of the command line
+would otherwise never learn that a spelling goes away. Flags and
 positional arguments (such as ``train``'s ``key=value`` overrides) may come in any order.
 """
 
@@ -22,7 +25,9 @@ import importlib
 import logging
 import os
 import sys
+import warnings
 
+from keras_arcface._deprecation import MESSAGE_PATTERN
 from keras_arcface.version import __version__
 
 # name -> (module, one-line help). Order is the order shown in --help.
@@ -189,6 +194,7 @@ def main(argv=None):
         return 0
     name = argv[0]
     quiet_tensorflow(verbose)
+    warnings.filterwarnings("default", message=MESSAGE_PATTERN, category=DeprecationWarning)
     module = _load(COMMANDS[name][0])
     if module is None:
         parser.error(f"the command '{name}' is not available in this installation")

@@ -289,3 +289,18 @@ def test_convert_failures_are_one_line_naming_the_file(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "not empty" in err[0] and "mine" in err[0]
     assert (tmp_path / "mine" / "thesis.pdf").read_bytes() == b"%PDF"
+
+
+def test_the_command_line_shows_a_renamed_config_key_once(tmp_path):
+    # Python hides DeprecationWarning outside __main__: the CLI shows the package's own.
+    old, new = tmp_path / "old.yaml", tmp_path / "new.yaml"
+    old.write_text("partial_fc:\n  shard_centres: false\n")
+    new.write_text("partial_fc:\n  shard_centers: false\n")
+    result = _run("train", str(old), "--print-config")
+    assert result.returncode == 0, result.stderr
+    assert yaml.safe_load(result.stdout)["partial_fc"]["shard_centers"] is False
+    assert result.stderr.count("DeprecationWarning") == 1, result.stderr
+    assert "'partial_fc.shard_centres' is deprecated" in result.stderr
+    assert "'partial_fc.shard_centers' instead" in result.stderr
+    result = _run("train", str(new), "--print-config")
+    assert result.returncode == 0 and "Deprecation" not in result.stderr, result.stderr
