@@ -658,16 +658,15 @@ def apply_overrides(values, overrides):
         {'schedule': {'epochs': 2}}
     """
     rename_deprecated_keys(values)
-    spelled = {}  # current key -> (key as written, value), to catch both spellings at once
+    spelled = {}  # current key -> {key as written: value}, to catch both spellings at once
     for text in overrides or ():
         written, value = _split_override(text)
         key = _renamed_key(written)
-        earlier = spelled.get(key)
-        if earlier and earlier[0] != written and earlier[1] != value:
-            old, new = (earlier[0], written) if key == written else (written, earlier[0])
-            old_value, new_value = (earlier[1], value) if key == written else (value, earlier[1])
-            raise _conflict(old, new, old_value, new_value)
-        spelled[key] = (written, value)
+        given = spelled.setdefault(key, {})
+        given[written] = value
+        old = next((name for name in given if name != key), None)
+        if old is not None and key in given and given[old] != given[key]:
+            raise _conflict(old, key, given[old], given[key])
         _set_override(values, key, value)
     return values
 
