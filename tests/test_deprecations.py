@@ -163,6 +163,10 @@ def test_partial_fc_config_shard_centres_attribute():
     from keras_arcface.training.config import PartialFCConfig
 
     section = PartialFCConfig(shard_centers=False)
+    with pytest.warns(DeprecationWarning, match="shard_centers="):
+        assert PartialFCConfig(shard_centres=False) == section
+    with pytest.raises(TypeError, match="shard_centres"):
+        PartialFCConfig(shard_centres=False, shard_centers=True)
     with pytest.warns(DeprecationWarning, match="shard_centers"):
         assert section.shard_centres is False
     with pytest.warns(DeprecationWarning, match="shard_centers"):

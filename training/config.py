@@ -28,7 +28,7 @@ from importlib import resources
 
 import yaml
 
-from keras_arcface._deprecation import REMOVED_IN, warn_renamed
+from keras_arcface._deprecation import REMOVED_IN, renamed_keywords, warn_renamed
 from keras_arcface._io import atomic_open
 from keras_arcface.errors import InputError
 
@@ -148,6 +148,10 @@ class PartialFCConfig:
     def shard_centres(self, value):
         warn_renamed("shard_centres", "shard_centers")
         self.shard_centers = value
+
+
+# The constructor too takes the old keyword, PartialFCConfig(shard_centres=...), with a warning.
+PartialFCConfig.__init__ = renamed_keywords(shard_centres="shard_centers")(PartialFCConfig.__init__)
 
 
 @dataclass
