@@ -135,10 +135,13 @@ def test_stream_ignores_a_global_tf_seed(png_dataset):
         tf.random.set_seed(None)
 
 
-def test_flip_augmentation_is_a_mirror_or_identity(png_folder, png_dataset):
+@pytest.mark.parametrize("image_dtype", ["float32", "uint8"])
+def test_flip_augmentation_is_a_mirror_or_identity(png_folder, png_dataset, image_dtype):
     _, expected = png_folder
     originals = {key: None for key in expected}
-    images, _ = _collect(make_dataset(png_dataset, 8, seed=0, deterministic=True).take(6))
+    dataset = make_dataset(png_dataset, 8, seed=0, deterministic=True, image_dtype=image_dtype)
+    images, _ = _collect(dataset.take(6))
+    assert images.dtype == image_dtype
     flipped = 0
     for image in images.astype(np.uint8):
         if image.tobytes() in originals:
@@ -159,6 +162,25 @@ def test_optional_augmentations_stay_in_range(png_dataset):
     assert all(np.sum(np.all(image == 127.5, axis=-1)) > 0.01 * 112 * 112 for image in images)
     with pytest.raises(ValueError, match="brightness"):
         AugmentConfig(brightness=2.0)
+
+
+def test_uint8_images_are_the_stored_pixels(png_folder, png_dataset):
+    # Oracle: the PNG pixels the fixture wrote (lossless), not the float32 pipeline.
+    _, expected = png_folder
+    dataset = make_dataset(png_dataset, 5, training=False, image_dtype="uint8")
+    images, labels = _collect(dataset)
+    assert images.dtype == np.uint8 and labels.dtype == np.int32
+    assert sorted(expected[image.tobytes()] for image in images) == sorted(labels.tolist())
+    assert len({image.tobytes() for image in images}) == len(expected)
+
+
+def test_uint8_float_augmentation_rounds_the_float32_result(png_dataset):
+    config = AugmentConfig(crop_resize=True, brightness=0.2, erasing_probability=0.5)
+    kwargs = dict(seed=3, deterministic=True, augment=config)
+    as_float, _ = _collect(make_dataset(png_dataset, 8, **kwargs).take(2))
+    as_bytes, _ = _collect(make_dataset(png_dataset, 8, image_dtype="uint8", **kwargs).take(2))
+    assert as_bytes.dtype == np.uint8
+    np.testing.assert_array_equal(as_bytes, np.round(as_float).astype(np.uint8))
 
 
 def _labels_of(dataset):
@@ -202,8 +224,10 @@ BAD_RECORDS = {
 @pytest.mark.parametrize("case", sorted(BAD_RECORDS))
 def test_bad_record_raises_or_is_skipped_and_counted(tmp_path, case):
     _bad_dataset(tmp_path, BAD_RECORDS[case])
-    with pytest.raises(tf.errors.InvalidArgumentError):
+    with pytest.raises(tf.errors.InvalidArgumentError) as raised:
         _collect(make_dataset(tmp_path / "ds", 2, training=False))
+    if case != "corrupt jpeg":  # the decoder's own error; the checks name the record
+        assert "source_id=] [bad]" in str(raised.value), str(raised.value)
     counter = ErrorCounter()
     images, labels = _collect(
         make_dataset(tmp_path / "ds", 2, training=False, on_error="skip", error_counter=counter)
@@ -239,5 +263,7 @@ def test_arguments_are_validated(png_dataset):
         make_dataset(png_dataset, 0)
     with pytest.raises(ValueError, match="image_size"):
         make_dataset(png_dataset, 4, image_size=(96, 96))
+    with pytest.raises(ValueError, match="image_dtype"):
+        make_dataset(png_dataset, 4, image_dtype="float16")
     with pytest.raises(FileNotFoundError, match="manifest.json"):
         make_dataset(png_dataset / "nope", 4)

@@ -454,7 +454,8 @@ class Trainer:
             input_context=input_context,
             start_epoch=epoch,
             skip_examples=skip_batches * batch_size * replicas_here,
-            **self.config.data.dataset_kwargs,
+            # Bytes: the backbone's first layer casts them (on the accelerator, if any).
+            **{"image_dtype": "uint8", **self.config.data.dataset_kwargs},
         )
 
     def _distributed_dataset(self, epoch, skip_batches):
