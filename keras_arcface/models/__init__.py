@@ -9,12 +9,14 @@ Public API:
     count_params_and_macs(model_or_name)  parameters and MACs
     load_insightface_weights(model, state_dict_or_path, arch)  InsightFace PyTorch import
     load_insightface_onnx(path)   InsightFace ONNX model (w600k_r50.onnx ...) -> Keras model
+    fold_batch_norm(model)        inference copy with each BN folded into the layer before it
 """
 
 from keras_arcface.models.face_recognition_model import FaceRecognitionModel, build_face_model
 from keras_arcface.models.factory import get_backbone
 from keras_arcface.models.fast_batch_normalization import FastBatchNormalization
 from keras_arcface.models.flops import count_params_and_macs
+from keras_arcface.models.folding import fold_batch_norm
 from keras_arcface.models.grouped_conv2d import GroupedConv2D
 from keras_arcface.models.heads import embedding_head, embedding_head_e, embedding_head_gdc
 from keras_arcface.models.imports import (
@@ -36,6 +38,7 @@ __all__ = [
     "embedding_head",
     "embedding_head_e",
     "embedding_head_gdc",
+    "fold_batch_norm",
     "get_backbone",
     "iresnet",
     "list_presets",
