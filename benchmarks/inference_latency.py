@@ -9,7 +9,10 @@ ours. Then, round after round, every runtime in turn times batch-1 calls (median
 and batch-32 calls (img/s) on the same float32 images; each figure is the median over rounds.
 Only the model call is timed. Ratios (> 1: this package faster):
 
-* Keras and SavedModel against eager PyTorch (batch 1 and 32);
+* Keras and SavedModel against eager PyTorch (batch 1 and 32). ``keras`` is the embedding
+  model as built (BN as separate ops), ``keras_folded`` the same model through
+  ``keras_arcface.models.fold_batch_norm`` (what ``Embedder.load`` runs for a ``.keras``
+  file); the SavedModel is exported folded (``export_saved_model``'s default);
 * ONNX and TFLite against the reference's ONNX in onnxruntime (batch 1 and 32).
 
 Without torch it prints this package's numbers alone and says so.
@@ -41,11 +44,20 @@ from _reference import (  # noqa: E402
 )
 from _results import write_json  # noqa: E402
 
-FORMATS = ("keras", "saved_model", "tflite_float32", "tflite_float16", "tflite_int8", "onnx")
+FORMATS = (
+    "keras",
+    "keras_folded",
+    "saved_model",
+    "tflite_float32",
+    "tflite_float16",
+    "tflite_int8",
+    "onnx",
+)
 REFERENCE_ARCHS = ("mbf", "r18", "r34", "r50")
 # Which reference runtime each format is compared with.
 COMPARED_WITH = {
     "keras": "pytorch_eager",
+    "keras_folded": "pytorch_eager",
     "saved_model": "pytorch_eager",
     "onnx": "pytorch_onnx",
     "tflite_float32": "pytorch_onnx",
@@ -106,6 +118,10 @@ def _runtime(fmt, model, path, threads):
 
     if fmt == "keras":
         return KerasRuntime(model)
+    if fmt == "keras_folded":
+        from keras_arcface.models import fold_batch_norm
+
+        return KerasRuntime(fold_batch_norm(model))
     if fmt == "saved_model":
         return SavedModelRuntime(path)
     if fmt.startswith("tflite_"):
@@ -122,7 +138,8 @@ def build_runtimes(name, formats, workdir, threads, calibration, torch, opset):
     runtimes = {}
     for fmt in formats:
         started = time.perf_counter()
-        path = None if fmt == "keras" else _export(model, fmt, workdir, calibration, opset)
+        in_memory = fmt in ("keras", "keras_folded")
+        path = None if in_memory else _export(model, fmt, workdir, calibration, opset)
         seconds = time.perf_counter() - started
         size = None if path is None else round(_size_mb(path), 2)
         runtimes[fmt] = (_runtime(fmt, model, path, threads), size, round(seconds, 1))

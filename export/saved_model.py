@@ -16,7 +16,7 @@ from keras_arcface.inference.contract import (
 )
 
 
-def export_saved_model(model, path, *, metadata=None):
+def export_saved_model(model, path, *, metadata=None, fold_batch_norm=True):
     """Writes ``model`` as a SavedModel with two serving signatures.
 
     ``serving_default``: ``images`` float32 ``[None, S, S, 3]`` (RGB, 0..255) -> ``embeddings``
@@ -25,10 +25,17 @@ def export_saved_model(model, path, *, metadata=None):
     contract metadata goes to ``keras_arcface.json`` inside the directory. The directory is
     written under a temporary name and renamed into place.
 
+    By default the graph is traced from ``keras_arcface.models.fold_batch_norm(model)``: every
+    batch norm right after a convolution or the FC is folded into its kernel and bias, so
+    TensorFlow runs one op instead of a convolution plus the BN's elementwise ops (the same
+    embeddings; the parity gate compares them with the unfolded Keras model).
+
     Args:
         model: A Keras embedding model (docs/architecture.md).
         path: Destination directory (replaced if it exists).
         metadata: Extra entries for the metadata sidecar.
+        fold_batch_norm: Fold batch norms into the layers before them (default ``True``);
+            ``False`` traces ``model`` as it is.
 
     Returns:
         ``path``.
@@ -38,9 +45,11 @@ def export_saved_model(model, path, *, metadata=None):
     """
     import keras
 
+    from keras_arcface.models import fold_batch_norm as fold
+
     image_size, embedding_dim = check_embedding_model(model)
     path = os.fspath(path)
-    serve = embedding_function(model)
+    serve = embedding_function(fold(model) if fold_batch_norm else model)
     # No archive.track(model): the endpoints track the variables they use, and tracking the
     # model as well stores each variable twice for some models (mbf, r50: 2x the disk).
     archive = keras.export.ExportArchive()

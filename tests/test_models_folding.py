@@ -220,3 +220,25 @@ def test_folded_model_saves_and_reloads(tmp_path):
 def test_non_functional_model_is_a_clear_type_error(model):
     with pytest.raises(TypeError, match="functional keras.Model.*Received: model="):
         fold_batch_norm(model)
+
+
+def test_embedder_folds_a_keras_model_on_load_unless_told_not_to(tmp_path):
+    from keras_arcface.inference import Embedder
+
+    model = randomize(get_backbone("small"), seed=6)
+    path = os.path.join(tmp_path, "embedding.keras")
+    model.save(path)
+    folded = Embedder.load(path)
+    as_saved = Embedder.load(path, fold_batch_norm=False)
+    assert len(batch_norms(folded.runtime.model)) == 4
+    assert len(batch_norms(as_saved.runtime.model)) == 15
+    images = np.random.default_rng(7).uniform(0, 255, (3, 112, 112, 3)).astype(np.uint8)
+    got, want = folded.embed(images, align=False), as_saved.embed(images, align=False)
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    np.testing.assert_allclose(
+        want, l2_rows(embeddings_of(model, images.astype(np.float32))), atol=1e-5
+    )
+
+
+def l2_rows(x):
+    return x / np.linalg.norm(x, axis=1, keepdims=True)

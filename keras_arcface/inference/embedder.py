@@ -79,7 +79,16 @@ class Embedder:
         self.threshold = _check_threshold(threshold)
 
     @classmethod
-    def load(cls, path, *, threshold=None, batch_size=32, num_threads=None, detector=None):
+    def load(
+        cls,
+        path,
+        *,
+        threshold=None,
+        batch_size=32,
+        num_threads=None,
+        detector=None,
+        fold_batch_norm=True,
+    ):
         """Loads a model from ``path`` in any supported format.
 
         Args:
@@ -88,12 +97,17 @@ class Embedder:
             batch_size: Images per forward pass, 32.
             num_threads: Threads for LiteRT and onnxruntime (``None``: their default).
             detector: See the class docstring.
+            fold_batch_norm: For a ``.keras`` model (or run folder): fold each batch norm
+                that follows a convolution or the FC into it
+                (``keras_arcface.models.fold_batch_norm``; the same embeddings up to float
+                rounding, fewer ops). Default ``True``; ``False`` runs the model as saved.
+                Exported formats are folded already (SavedModel) or by their converter.
 
         Example:
         >>> Embedder.load("export/model_int8.tflite").format  # doctest: +SKIP
         'tflite'
         """
-        runtime = open_runtime(path, num_threads=num_threads)
+        runtime = open_runtime(path, num_threads=num_threads, fold_batch_norm=fold_batch_norm)
         return cls(runtime, threshold=threshold, batch_size=batch_size, detector=detector)
 
     @classmethod

@@ -86,8 +86,15 @@ class KerasRuntime(_Runtime):
         self.metadata = {}
 
     @classmethod
-    def from_path(cls, path):
-        """Loads a ``.keras`` embedding model, resolving keras-arcface's custom objects."""
+    def from_path(cls, path, fold_batch_norm=False):
+        """Loads a ``.keras`` embedding model, resolving keras-arcface's custom objects.
+
+        Args:
+            path: The ``.keras`` file.
+            fold_batch_norm: Run ``keras_arcface.models.fold_batch_norm`` of the model (same
+                embeddings, fewer ops; functional models only, others run as saved). Default
+                ``False``: the model exactly as saved (what export and fine-tuning start from).
+        """
         import keras
 
         _import_custom_objects()
@@ -99,6 +106,8 @@ class KerasRuntime(_Runtime):
             )
         with _opening(path, "a Keras (.keras)"):
             model = keras.saving.load_model(path, compile=False)
+        if fold_batch_norm:
+            model = _folded(model)
         runtime = cls(model, path=os.fspath(path))
         runtime.metadata = read_sidecar(runtime.path)  # e.g. a calibrated threshold
         return runtime
@@ -106,6 +115,16 @@ class KerasRuntime(_Runtime):
     def __call__(self, batch):
         output = self.model.predict_on_batch(batch)
         return np.asarray(output, dtype=np.float32)
+
+
+def _folded(model):
+    """``model`` with its batch norms folded; a non-functional model is returned as it is."""
+    from keras_arcface.models.folding import fold_batch_norm
+
+    try:
+        return fold_batch_norm(model)
+    except TypeError:  # subclassed or Sequential: nothing to fold through
+        return model
 
 
 def _import_custom_objects():
@@ -370,19 +389,21 @@ def resolve_model_path(path):
     )
 
 
-def open_runtime(path, num_threads=None):
+def open_runtime(path, num_threads=None, fold_batch_norm=False):
     """Opens the runtime for the model at ``path`` (see :func:`resolve_model_path`).
 
     Args:
         path: Model path in any supported format.
         num_threads: Threads for LiteRT/onnxruntime (TensorFlow uses its global setting).
+        fold_batch_norm: For a ``.keras`` model, fold its batch norms into the layers before
+            them (see :meth:`KerasRuntime.from_path`). Default ``False``.
 
     Example:
     >>> runtime = open_runtime("export/model.onnx")  # doctest: +SKIP
     """
     kind, concrete = resolve_model_path(path)
     if kind == "keras":
-        return KerasRuntime.from_path(concrete)
+        return KerasRuntime.from_path(concrete, fold_batch_norm=fold_batch_norm)
     if kind == "saved_model":
         return SavedModelRuntime(concrete)
     if kind == "tflite":
