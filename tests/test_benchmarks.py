@@ -72,11 +72,12 @@ def test_backbone_throughput_runs_the_pytorch_reference(tmp_path):
 def test_inference_latency_runs(tmp_path):
     result = _run(
         "inference_latency",
-        ["--models", "small", "--formats", "keras,onnx", "--rounds", "1", "--calls", "1"],
+        ["--models", "small", "--formats", "keras,keras_folded,onnx", "--rounds", "1"]
+        + ["--calls", "1"],
         tmp_path,
         output_flag="--out",
     )
-    assert [r["format"] for r in result["rows"]] == ["keras", "onnx"]
+    assert [r["format"] for r in result["rows"]] == ["keras", "keras_folded", "onnx"]
 
 
 @pytest.mark.slow
