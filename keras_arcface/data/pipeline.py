@@ -191,6 +191,14 @@ def _validate_arguments(
     return image_size
 
 
+def _check_image_dtype(image_dtype):
+    """The yielded images' dtype must be ``"float32"`` or ``"uint8"``."""
+    if image_dtype not in ("float32", "uint8"):
+        raise ValueError(
+            f"`image_dtype` must be 'float32' or 'uint8'. Received: image_dtype={image_dtype!r}"
+        )
+
+
 def _resolve_seed(seed):
     """``(seed as int, whether the caller gave it)``; ``None`` draws one at random."""
     if seed is None:
@@ -471,10 +479,7 @@ def make_dataset(
     image_size = _validate_arguments(
         on_error, error_counter, batch_size, shuffle_buffer, image_size, start_epoch, skip_examples
     )
-    if image_dtype not in ("float32", "uint8"):
-        raise ValueError(
-            f"`image_dtype` must be 'float32' or 'uint8'. Received: image_dtype={image_dtype!r}"
-        )
+    _check_image_dtype(image_dtype)
     manifest = _read_matching_manifest(data_dir, image_size)
     augment = _resolve_augment(augment, training)
     repeat = training if repeat is None else bool(repeat)
