@@ -192,47 +192,20 @@ def run_demo(out_dir="runs/demo", quick=False, skip_export=False, progress=True,
     Example:
         >>> summary = run_demo("/tmp/demo", quick=True, skip_export=True)  # doctest: +SKIP
     """
-    from keras_arcface.training import config as config_lib
-    from keras_arcface.training.trainer import Trainer
-
     start = time.perf_counter()
-    if settings is None:
-        settings = QUICK if quick else FULL
-    elif not isinstance(settings, DemoSettings):
-        raise TypeError(
-            f"`settings` must be a DemoSettings or None. Received: settings={settings!r}"
-        )
+    settings = _chosen_settings(quick, settings)
     os.makedirs(out_dir, exist_ok=True)
     train_dir, bin_path, data_seconds, reused = prepare_data(out_dir, settings, progress)
     baseline, baseline_std = raw_pixel_baseline(bin_path)
     run_dir = os.path.join(out_dir, "run")
     _fresh_run_dir(run_dir)
-    overrides = [
-        f"data.train_dir={train_dir}",
-        f"evaluation.bins=[{bin_path}]",
-        f"seed={settings.seed}",
-        f"logging.progress_bar={'true' if progress else 'false'}",
-        *settings.overrides,
-    ]
-    cfg = config_lib.load_config(DEMO_EXPERIMENT, overrides)
-    trainer = Trainer(cfg, run_dir)
-    result = trainer.fit()
-    name = os.path.splitext(os.path.basename(bin_path))[0]
+    cfg, trainer, result = _train(run_dir, train_dir, bin_path, settings, progress)
     summary = {
         "out_dir": os.path.abspath(out_dir),
         "run_dir": trainer.run_dir,
         "quick": bool(quick),
         "seed": settings.seed,
-        "data": {
-            "train_dir": os.path.abspath(train_dir),
-            "verification_bin": os.path.abspath(bin_path),
-            "identities": settings.num_identities,
-            "images": settings.num_identities * settings.images_per_identity,
-            "heldout_identities": settings.heldout_identities,
-            "pairs": settings.num_pairs,
-            "seconds": round(data_seconds, 1),
-            "reused": reused,
-        },
+        "data": _data_summary(train_dir, bin_path, settings, data_seconds, reused),
         "training": {
             "backbone": cfg.model.backbone,
             "loss": cfg.loss.name,
@@ -242,12 +215,7 @@ def run_demo(out_dir="runs/demo", quick=False, skip_export=False, progress=True,
             "images_per_second": round(result.images_per_second, 1),
             "seconds": round(result.seconds, 1),
         },
-        "verification": {
-            "accuracy": result.scores.get(f"verify/{name}/accuracy"),
-            "accuracy_std": result.scores.get(f"verify/{name}/accuracy_std"),
-            "raw_pixel_accuracy": baseline,
-            "raw_pixel_accuracy_std": baseline_std,
-        },
+        "verification": _verification_summary(result, bin_path, baseline, baseline_std),
         "training_curve": os.path.join(trainer.run_dir, "training_curve.png"),
         "export": None,
     }
@@ -257,6 +225,59 @@ def run_demo(out_dir="runs/demo", quick=False, skip_export=False, progress=True,
     path = os.path.join(out_dir, "demo_summary.json")
     atomic_write_json(path, summary)
     return summary
+
+
+def _chosen_settings(quick, settings):
+    """``settings`` if given (a `DemoSettings`), else the `QUICK` or `FULL` preset."""
+    if settings is None:
+        return QUICK if quick else FULL
+    if not isinstance(settings, DemoSettings):
+        raise TypeError(
+            f"`settings` must be a DemoSettings or None. Received: settings={settings!r}"
+        )
+    return settings
+
+
+def _train(run_dir, train_dir, bin_path, settings, progress):
+    """Trains the demo experiment on the generated data: ``(config, trainer, TrainResult)``."""
+    from keras_arcface.training import config as config_lib
+    from keras_arcface.training.trainer import Trainer
+
+    overrides = [
+        f"data.train_dir={train_dir}",
+        f"evaluation.bins=[{bin_path}]",
+        f"seed={settings.seed}",
+        f"logging.progress_bar={'true' if progress else 'false'}",
+        *settings.overrides,
+    ]
+    cfg = config_lib.load_config(DEMO_EXPERIMENT, overrides)
+    trainer = Trainer(cfg, run_dir)
+    return cfg, trainer, trainer.fit()
+
+
+def _data_summary(train_dir, bin_path, settings, data_seconds, reused):
+    """The summary's ``data`` section."""
+    return {
+        "train_dir": os.path.abspath(train_dir),
+        "verification_bin": os.path.abspath(bin_path),
+        "identities": settings.num_identities,
+        "images": settings.num_identities * settings.images_per_identity,
+        "heldout_identities": settings.heldout_identities,
+        "pairs": settings.num_pairs,
+        "seconds": round(data_seconds, 1),
+        "reused": reused,
+    }
+
+
+def _verification_summary(result, bin_path, baseline, baseline_std):
+    """The summary's ``verification`` section: the model's held-out accuracy and raw pixels'."""
+    name = os.path.splitext(os.path.basename(bin_path))[0]
+    return {
+        "accuracy": result.scores.get(f"verify/{name}/accuracy"),
+        "accuracy_std": result.scores.get(f"verify/{name}/accuracy_std"),
+        "raw_pixel_accuracy": baseline,
+        "raw_pixel_accuracy_std": baseline_std,
+    }
 
 
 def _export(run_dir, train_dir, settings, progress):

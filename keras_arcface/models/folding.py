@@ -68,17 +68,23 @@ def fold_batch_norm(model):
             return args[0]  # the folded BN's input: its producer now applies the BN
         return layer(*args, **kwargs)
 
-    # Inputs named as the given model's input layers (clone_model names them after the tensors).
+    folded = keras.models.clone_model(
+        model, input_tensors=_named_inputs(model), clone_function=clone, call_function=call
+    )
+    _set_weights(model, folded, pairs)
+    return folded
+
+
+def _named_inputs(model):
+    """New inputs shaped and named as ``model``'s input layers, in its input structure.
+
+    ``clone_model`` would name them after the tensors; the folded model keeps the layer names.
+    """
     inputs = [
         keras.Input(batch_shape=x.shape, dtype=x.dtype, name=x._keras_history.operation.name)
         for x in model.inputs
     ]
-    inputs = keras.tree.pack_sequence_as(model._inputs_struct, inputs)
-    folded = keras.models.clone_model(
-        model, input_tensors=inputs, clone_function=clone, call_function=call
-    )
-    _set_weights(model, folded, pairs)
-    return folded
+    return keras.tree.pack_sequence_as(model._inputs_struct, inputs)
 
 
 def foldable_batch_norms(model):
