@@ -275,8 +275,17 @@ def test_paper_table_reduced_command(tmp_path):
     (REDUCED_TABLE, seeds 0, 1, 2; TAR@FAR=1e-2 / accuracy): Softmax 0.045, 0.020, 0.020 /
     0.473, 0.520, 0.570; ArcFace (m=0.5) 0.051, 0.020, 0.023 / 0.520, 0.567, 0.477; CosFace
     (m=0.35) 0.078, 0.036, 0.057 / 0.517, 0.553, 0.483. ArcFace and Softmax overlap, so an
-    assertion that the margin losses beat Softmax would pass or fail by luck; the ordering is
-    what the full table (docs/paper_table.md, 150 steps x 3 seeds) reports. This test checks
+    assertion that the margin losses beat Softmax would pass or fail by luck.
+
+    A larger run does not resolve it within this suite's budget either. The full table's own
+    setting (TableConfig() defaults: 200 identities x 24 at 48x48, 150 steps of 128, 3,000
+    held-out pairs), Softmax and ArcFace (m=0.5) only, seeds 0, 1, 2, measured 2026-12-02 on
+    the shared 2-core machine: TAR@FAR=1e-2 / accuracy Softmax 0.1947, 0.2518, 0.2306 /
+    0.8060, 0.8057, 0.8007; ArcFace 0.2799, 0.2546, 0.2290 / 0.8113, 0.8030, 0.8110. ArcFace
+    leads on the mean TAR (0.2545 vs 0.2257) but not seed by seed (seed 2: 0.2290 vs 0.2306;
+    accuracy seed 1: 0.8030 vs 0.8057), and the six runs took 75-199 s each (load 2-7), far
+    over the slow suite's ~3 minutes. The ordering is what the full table
+    (docs/paper_table.md, 150 steps x 3 seeds, every row) reports. This test checks
     what the reduced run can show: every row of the paper trains on the same budget, stays
     finite and is scored by the held-out protocol, and the report is written.
     """
