@@ -242,3 +242,25 @@ def test_embedder_folds_a_keras_model_on_load_unless_told_not_to(tmp_path):
 
 def l2_rows(x):
     return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def test_saved_model_export_folds_unless_told_not_to(tmp_path):
+    import tensorflow as tf
+
+    from keras_arcface.export.saved_model import export_saved_model
+
+    model = randomize(get_backbone("small"), seed=8)
+    images = np.random.default_rng(9).uniform(0, 255, (2, 112, 112, 3)).astype(np.float32)
+    expected = l2_rows(embeddings_of(model, images))
+    stored = {}
+    for fold in (True, False):
+        path = export_saved_model(
+            model, os.path.join(tmp_path, f"fold_{fold}"), fold_batch_norm=fold
+        )
+        serve = tf.saved_model.load(path).signatures["serving_default"]
+        got = serve(images=tf.constant(images))["embeddings"].numpy()
+        np.testing.assert_allclose(got, expected, atol=1e-5)
+        reader = tf.train.load_checkpoint(os.path.join(path, "variables", "variables"))
+        shapes = reader.get_variable_to_shape_map().items()
+        stored[fold] = sum(int(np.prod(s)) for n, s in shapes if not n.startswith("_CHECK"))
+    assert stored == {True: fold_batch_norm(model).count_params(), False: model.count_params()}
