@@ -12,7 +12,7 @@
 
 Example:
     keras-arcface demo                    # about 10 minutes on 2 CPU cores
-    keras-arcface demo --quick --out /tmp/demo --skip-export   # about 2 minutes, for tests
+    keras-arcface demo --quick --out /tmp/demo --skip-export   # a few minutes, for tests
 """
 
 import dataclasses
@@ -57,7 +57,7 @@ class DemoSettings:
 
 
 FULL = DemoSettings()
-# The same pipeline at a test size (about a minute of training on 2 CPU cores): fewer
+# The same pipeline at a test size (2-4 minutes on 2 CPU cores): fewer
 # identities and 300 steps of 32 instead of 1,400 of 64, same data difficulty, backbone, loss
 # and optimiser. Enough to beat raw pixels on the held-out identities by a wide margin
 # (tests/test_training_demo.py; measured over seeds in docs/training.md).
@@ -83,7 +83,7 @@ def add_arguments(parser):
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="a test-size run (about 2 minutes): smaller data, 300 steps of 32",
+        help="a test-size run (a few minutes): smaller data, 300 steps of 32",
     )
     parser.add_argument(
         "--seed",
