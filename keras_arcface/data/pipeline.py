@@ -389,7 +389,7 @@ def _make_batch_augmenter(tf, augment, image_size, image_dtype="float32"):
         if augment.brightness or augment.contrast or augment.saturation:
             images = tf.clip_by_value(images, 0.0, 255.0)
         if image_dtype == "uint8":
-            images = tf.cast(tf.round(tf.clip_by_value(images, 0.0, 255.0)), tf.uint8)
+            images = tf.saturate_cast(tf.round(images), tf.uint8)  # clips to 0..255
         return images, labels
 
     return apply
