@@ -12,7 +12,9 @@ permission, a full or read-only disk) print one line, ``keras-arcface COMMAND: e
 instead; genuine bugs always show it.
 
 TensorFlow's start-up logging (oneDNN and CPU-feature notices, absl warnings) is hidden
-unless the user set ``TF_CPP_MIN_LOG_LEVEL`` themselves or passed ``--verbose``. The
+unless the user set ``TF_CPP_MIN_LOG_LEVEL`` themselves or passed ``--verbose``: TensorFlow
+prints some of it before its log level takes effect, so a command imports TensorFlow with
+those lines filtered out of its standard error (other lines pass through). The
 package's own deprecation warnings (an old config key, an old option value) are shown, once
 each: Python hides ``DeprecationWarning`` outside ``__main__``, and a user of the command line
 would otherwise never learn that a spelling goes away. Flags and
@@ -24,7 +26,9 @@ import errno
 import importlib
 import logging
 import os
+import re
 import sys
+import tempfile
 import warnings
 
 from keras_arcface._deprecation import MESSAGE_PATTERN
@@ -141,7 +145,47 @@ def quiet_tensorflow(verbose=False):
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
     for name in ("tensorflow", "absl"):
         logging.getLogger(name).setLevel(logging.ERROR)
+    # Lines logged while TensorFlow loads, before absl's logging is initialised, ignore
+    # TF_CPP_MIN_LOG_LEVEL (the oneDNN notice on CPUs where oneDNN is on by default).
+    with filtered_stderr(TF_START_UP_NOISE):
+        try:
+            import tensorflow  # noqa: F401
+        except ImportError:
+            pass  # the command that needs it says so
     return True
+
+
+# INFO and WARNING lines of TensorFlow's C++ logging, and absl's pre-initialisation notice.
+TF_START_UP_NOISE = re.compile(r"^[IW]\d{4} |^WARNING: All log messages before absl::")
+
+
+class filtered_stderr:
+    """Context manager: the process's standard error (file descriptor 2, which C++ code
+    writes to) goes through a temporary file; afterwards every line that does not match
+    ``pattern`` is written back to it."""
+
+    def __init__(self, pattern):
+        self.pattern = pattern
+
+    def __enter__(self):
+        sys.stderr.flush()
+        self.saved = os.dup(2)
+        self.capture = tempfile.TemporaryFile()
+        os.dup2(self.capture.fileno(), 2)
+        return self
+
+    def __exit__(self, *exc_info):
+        sys.stderr.flush()
+        os.dup2(self.saved, 2)
+        os.close(self.saved)
+        with self.capture:
+            self.capture.seek(0)
+            text = self.capture.read().decode("utf-8", errors="replace")
+        for line in text.splitlines(keepends=True):
+            if not self.pattern.search(line):
+                sys.stderr.write(line)
+        sys.stderr.flush()
+        return False
 
 
 def parse_any_order(parser, argv):

@@ -304,3 +304,15 @@ def test_the_command_line_shows_a_renamed_config_key_once(tmp_path):
     assert "'partial_fc.shard_centers' instead" in result.stderr
     result = _run("train", str(new), "--print-config")
     assert result.returncode == 0 and "Deprecation" not in result.stderr, result.stderr
+
+
+def test_filtered_stderr_drops_only_start_up_noise(capfd):
+    with cli.filtered_stderr(cli.TF_START_UP_NOISE):
+        os.write(2, b"WARNING: All log messages before absl::InitializeLog() is called\n")
+        os.write(2, b"I0000 00:00:1.0 port.cc:153] oneDNN custom operations are on.\n")
+        os.write(2, b"E0000 00:00:1.0 something really failed\n")
+        print("a line of the command", file=sys.stderr)
+    err = capfd.readouterr().err
+    assert "oneDNN" not in err and "absl::InitializeLog" not in err
+    assert "E0000 00:00:1.0 something really failed\n" in err
+    assert "a line of the command\n" in err

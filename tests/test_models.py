@@ -22,6 +22,7 @@ from keras_arcface.models import (
 )
 from keras_arcface.models.blocks import conv2d
 from keras_arcface.models.fast_batch_normalization import FastBatchNormalization
+from keras_arcface.models.fast_prelu import FastPReLU
 from keras_arcface.models.grouped_conv2d import GroupedConv2D
 
 # ---------------------------------------------------------------- closed-form oracles
@@ -321,6 +322,121 @@ def test_fast_batch_normalization_against_numpy_and_keras(shape, scale):
     single(x[:1].reshape(1, -1), training=True)
     np.testing.assert_allclose(single.moving_variance, 0.9, atol=1e-7)
     assert isinstance(FastBatchNormalization.from_config(fast.get_config()), FastBatchNormalization)
+
+
+@pytest.mark.parametrize("shape", [(6, 4, 5, 3), (7, 3)])
+def test_fast_batch_normalization_trains_on_the_fused_kernels(shape):
+    """The training step really runs FusedBatchNormV3 and its gradient, not Keras' ops."""
+    import tensorflow as tf
+
+    layer = FastBatchNormalization(momentum=0.9, epsilon=1e-5)
+    layer.build(shape)
+
+    @tf.function
+    def step(x):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            loss = tf.reduce_sum(layer(x, training=True))
+        return tape.gradient(loss, [x] + layer.trainable_variables)
+
+    x = tf.zeros(shape)
+    ops = {op.type for op in step.get_concrete_function(x).graph.get_operations()}
+    assert {"FusedBatchNormV3", "FusedBatchNormGradV3"} <= ops
+    # Keras' unfused batch statistics are gone.
+    assert not ops & {"Mean", "SquaredDifference", "Rsqrt"}
+
+
+def test_backbones_build_on_fast_batch_normalization():
+    model = get_backbone("small")
+    norms = [
+        layer
+        for layer in model._flatten_layers()
+        if isinstance(layer, keras.layers.BatchNormalization)
+    ]
+    assert norms and all(type(layer) is FastBatchNormalization for layer in norms)
+    activations = [
+        layer for layer in model._flatten_layers() if isinstance(layer, keras.layers.PReLU)
+    ]
+    assert activations and all(type(layer) is FastPReLU for layer in activations)
+
+
+# ---------------------------------------------------------------- PReLU with its own gradient
+
+
+@pytest.mark.parametrize(
+    "shape, shared_axes", [((5, 4, 3, 6), [1, 2]), ((5, 4, 3, 6), None), ((7, 6), None)]
+)
+def test_fast_prelu_against_numpy(shape, shared_axes):
+    import tensorflow as tf
+
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=shape).astype("float32")
+    x.flat[:3] = 0.0  # the kink: slope alpha, as torch.nn.PReLU and Keras take it
+    weight = rng.normal(size=shape).astype("float32")
+    layer = FastPReLU(shared_axes=shared_axes)
+    layer.build(shape)
+    alpha = rng.uniform(-0.5, 0.8, layer.alpha.shape).astype("float32")
+    layer.alpha.assign(alpha)
+
+    # NumPy float64 oracle: y = x if x > 0 else alpha * x; loss = sum(y * weight).
+    x64, a64, w64 = x.astype(np.float64), alpha.astype(np.float64), weight.astype(np.float64)
+    positive = x64 > 0
+    expected = np.where(positive, x64, a64 * x64)
+    expected_dx = np.where(positive, w64, a64 * w64)
+    per_element_da = np.where(positive, 0.0, w64 * x64)
+    shared = tuple(axis + 1 for axis, size in enumerate(alpha.shape) if size == 1)
+    expected_da = per_element_da.sum(axis=(0,) + shared).reshape(alpha.shape)
+
+    inputs = tf.constant(x)
+    with tf.GradientTape() as tape:
+        tape.watch(inputs)
+        y = layer(inputs, training=True)
+        loss = tf.reduce_sum(y * weight)
+    dx, dalpha = tape.gradient(loss, [inputs, layer.alpha])
+    np.testing.assert_allclose(y, expected, atol=1e-6)
+    np.testing.assert_allclose(dx, expected_dx, atol=1e-6)
+    np.testing.assert_allclose(dalpha, expected_da, rtol=1e-5, atol=1e-5)
+    # Inference runs Keras' own formula, with the same result.
+    np.testing.assert_allclose(layer(x, training=False), expected, atol=1e-6)
+
+
+def test_fast_prelu_ops_and_config():
+    import tensorflow as tf
+
+    layer = FastPReLU(shared_axes=[1, 2])
+    layer.build((2, 4, 4, 3))
+
+    def ops(training):
+        @tf.function
+        def step(x):
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                loss = tf.reduce_sum(layer(x, training=training))
+            return tape.gradient(loss, [x, layer.alpha])
+
+        graph = step.get_concrete_function(tf.zeros((2, 4, 4, 3))).graph
+        return {op.type for op in graph.get_operations()}
+
+    # Training: one select forward, no Relu / ReluGrad pairs.
+    assert "SelectV2" in ops(True) and not ops(True) & {"Relu", "ReluGrad"}
+    # Inference keeps Keras' relu form (the TFLite converter's PRELU pattern).
+    assert "Relu" in ops(False)
+    restored = FastPReLU.from_config(layer.get_config())
+    assert isinstance(restored, FastPReLU) and restored.shared_axes == [1, 2]
+
+
+def test_fast_prelu_mixed_precision_gradient():
+    import tensorflow as tf
+
+    layer = FastPReLU(shared_axes=[1, 2], dtype="mixed_float16")
+    x = tf.constant(np.linspace(-2, 2, 2 * 3 * 3 * 4).reshape(2, 3, 3, 4), "float16")
+    with tf.GradientTape() as tape:
+        y = layer(x, training=True)
+        loss = tf.reduce_sum(tf.cast(y, "float32"))
+    (dalpha,) = tape.gradient(loss, [layer.alpha])
+    assert y.dtype == "float16" and dalpha.dtype == "float32"
+    expected = np.minimum(np.asarray(x, np.float64), 0).sum(axis=(0, 1, 2)).reshape(1, 1, 4)
+    np.testing.assert_allclose(dalpha, expected, rtol=1e-2)
 
 
 # ---------------------------------------------------------------- precision and saving

@@ -10,11 +10,13 @@ Public API:
     load_insightface_weights(model, state_dict_or_path, arch)  InsightFace PyTorch import
     load_insightface_onnx(path)   InsightFace ONNX model (w600k_r50.onnx ...) -> Keras model
     fold_batch_norm(model)        inference copy with each BN folded into the layer before it
+    FastBatchNormalization, FastPReLU  Keras' BN and PReLU with faster TF training steps
 """
 
 from keras_arcface.models.face_recognition_model import FaceRecognitionModel, build_face_model
 from keras_arcface.models.factory import get_backbone
 from keras_arcface.models.fast_batch_normalization import FastBatchNormalization
+from keras_arcface.models.fast_prelu import FastPReLU
 from keras_arcface.models.flops import count_params_and_macs
 from keras_arcface.models.folding import fold_batch_norm
 from keras_arcface.models.grouped_conv2d import GroupedConv2D
@@ -30,6 +32,7 @@ from keras_arcface.models.presets import PRESETS, list_presets
 __all__ = [
     "FaceRecognitionModel",
     "FastBatchNormalization",
+    "FastPReLU",
     "GroupedConv2D",
     "IRESNET_DEPTHS",
     "PRESETS",
