@@ -267,3 +267,30 @@ def test_arguments_are_validated(png_dataset):
         make_dataset(png_dataset, 4, image_dtype="float16")
     with pytest.raises(FileNotFoundError, match="manifest.json"):
         make_dataset(png_dataset / "nope", 4)
+
+
+# ------------------------------------------------------------------------ batched stages
+@pytest.mark.parametrize("dtype", ["uint8", "float32"])
+def test_batched_flip_mirrors_exactly_the_chosen_images(dtype):
+    from keras_arcface.data.pipeline import _flipped
+
+    rng = np.random.default_rng(4)
+    images = rng.integers(0, 256, (6, 5, 7, 3)).astype(dtype)
+    for flip in ([1, 0, 0, 1, 1, 0], [0] * 6, [1] * 6):
+        chosen = np.array(flip, bool)
+        expected = np.where(chosen[:, None, None, None], images[:, :, ::-1, :], images)
+        got = _flipped(tf, tf.constant(images), tf.constant(chosen))
+        assert got.dtype == dtype and got.shape == images.shape
+        np.testing.assert_array_equal(got, expected)
+
+
+def test_decode_map_runs_its_ops_inline():
+    from tensorflow.python.data.ops import map_op
+
+    from keras_arcface.data.pipeline import _inline_map
+
+    mapped = _inline_map(tf, tf.data.Dataset.range(4), lambda x: x * 2, -1)
+    # Fails when TensorFlow's dataset class changes and the public map is used instead.
+    assert isinstance(mapped, map_op._ParallelMapDataset)
+    assert mapped._use_inter_op_parallelism is False
+    assert list(mapped.as_numpy_iterator()) == [0, 2, 4, 6]

@@ -6,14 +6,16 @@ convention (normalization happens inside every backbone).
 
 Layout of the training pipeline (``training=True``)::
 
-    epochs (range from start_epoch, in order, next one opened ahead) --> one epoch:
+    epochs (range from start_epoch, in order) --> one epoch:
         shard files --(shuffle, seeded per epoch)--> interleave TFRecordDataset
         --(shard by element if too few files)--> shuffle buffer (seeded per epoch)
         --> enumerate from epoch * 2**32 (epoch and element index key the augmentation)
-    --> skip(skip_examples) --> parallel parse + decode + checks + random parameters
-    --> batch (drop_remainder) --> batched augmentation + float cast --> prefetch
+    --> skip(skip_examples) --> parallel parse + decode + image shape check (ops inline)
+    --> batch (drop_remainder) --> per batch: label check, flip, float augmentation, cast
+    --> prefetch
 
-Every random choice is a stateless function of ``(seed, epoch, element index)``, so with
+Every random choice is a stateless function of ``(seed, epoch, element index)`` (the
+augmentation of a batch: of its first element's), so with
 ``deterministic=True`` and a fixed ``seed`` the stream is reproducible, and a trainer
 resumes exactly where it stopped by rebuilding the dataset with the same ``seed`` and
 ``start_epoch`` / ``skip_examples`` (see ``docs/data.md``).
@@ -248,13 +250,17 @@ def _seeded_shuffle(tf, dataset, buffer_size, seed):
         graph.seed = saved
 
 
-def _make_decoder(tf, *, num_classes, image_size, on_error, augment, base_seed, jpeg_only):
-    """The per-element map: parse, decode, check, draw the augmentation uniforms, flip."""
+def _make_decoder(tf, num_classes, image_size, on_error, jpeg_only):
+    """The per-element map: parse, decode, check the image's shape.
+
+    Elements become ``(image [H, W, 3] uint8, label int64, source id, index)``, plus ``ok``
+    with ``on_error="skip"``. Label checks, augmentation and casts run once per batch
+    (``_make_batch_step``): every op in this map costs microseconds per image.
+    """
     full_spec = schema.feature_spec()
     # Parse only what the pipeline uses.
     spec = {key: full_spec[key] for key in (KEY_ENCODED, KEY_LABEL, KEY_SOURCE_ID)}
     height, width = image_size
-    raise_errors = on_error == "raise"
 
     def decode_any(encoded):
         return tf.io.decode_image(encoded, channels=0, expand_animations=False)
@@ -264,60 +270,39 @@ def _make_decoder(tf, *, num_classes, image_size, on_error, augment, base_seed, 
 
     def decode(index, serialized):
         features = tf.io.parse_single_example(serialized, spec)
-        label = features[KEY_LABEL]
+        label, source = features[KEY_LABEL], features[KEY_SOURCE_ID]
         image = decode_bytes(features[KEY_ENCODED])
-        image, ok = _checked_image(
-            tf,
-            image,
-            label,
-            features[KEY_SOURCE_ID],
-            num_classes=num_classes,
-            height=height,
-            width=width,
-            raise_errors=raise_errors,
-        )
-        params = _augment_uniforms(tf, augment, base_seed, index)
-        if augment.horizontal_flip:
-            # Per element: a batched tf.where with a broadcast mask is ~10x slower, and a
-            # batched gather of columns (uint8) cost 1.2x this.
-            image = tf.cond(params[_FLIP] < 0.5, lambda: tf.reverse(image, axis=[1]), lambda: image)
-        return image, tf.cast(label, tf.int32), params, ok
+        if on_error == "raise":
+            return _shape_checked(tf, image, source, height, width), label, source, index
+        image, ok = _checked_or_blank(tf, image, label, num_classes, height, width)
+        return image, label, source, index, ok
 
     return decode
 
 
-def _checked_image(tf, image, label, source, *, num_classes, height, width, raise_errors):
-    """Checks one decoded record's label and shape: ``(image [H, W, 3], ok)``.
-
-    With ``raise_errors`` a bad record fails an assertion that names its source id;
-    otherwise ``ok`` is False and a wrongly shaped image is replaced by zeros.
-    """
+def _shape_checked(tf, image, source, height, width):
+    """The image as ``[height, width, 3]``; a failed assertion names the record otherwise."""
     shape = tf.shape(image)
-    label_ok = tf.logical_and(label >= 0, label < num_classes)
-    shape_ok = tf.reduce_all(tf.equal(shape, [height, width, 3]))
-    ok = tf.logical_and(label_ok, shape_ok)
-    if raise_errors:
-        # One assertion per record (each costs a few microseconds in the map); its message
-        # carries both checks' values.
-        check = tf.debugging.Assert(
-            ok,
-            [
-                "bad record: label must lie in [0, num_classes) and the image be "
-                "(height, width, 3). label=",
-                label,
-                "num_classes=",
-                num_classes,
-                "image shape=",
-                shape,
-                "expected",
-                tf.constant([height, width, 3]),
-                "source_id=",
-                source,
-            ],
-        )
-        with tf.control_dependencies([check]):
-            image = tf.reshape(image, [height, width, 3])
-        return image, tf.constant(True)
+    check = tf.debugging.Assert(
+        tf.reduce_all(tf.equal(shape, [height, width, 3])),
+        [
+            "bad record: the image must be (height, width, 3). image shape=",
+            shape,
+            "expected",
+            tf.constant([height, width, 3]),
+            "source_id=",
+            source,
+        ],
+    )
+    with tf.control_dependencies([check]):
+        return tf.reshape(image, [height, width, 3])
+
+
+def _checked_or_blank(tf, image, label, num_classes, height, width):
+    """``(image [H, W, 3], ok)``: a record with a bad label or shape is flagged, and a
+    wrongly shaped image replaced by zeros so that it can be batched and filtered out."""
+    shape_ok = tf.reduce_all(tf.equal(tf.shape(image), [height, width, 3]))
+    ok = tf.logical_and(tf.logical_and(label >= 0, label < num_classes), shape_ok)
     image = tf.cond(
         shape_ok,
         lambda: tf.reshape(image, [height, width, 3]),
@@ -326,26 +311,83 @@ def _checked_image(tf, image, label, source, *, num_classes, height, width, rais
     return image, ok
 
 
-def _augment_uniforms(tf, augment, base_seed, index):
-    """The element's raw augmentation uniforms ``[_NUM_PARAMS]`` (zeros without augmentation).
+def _labels_checked(tf, images, labels, sources, num_classes):
+    """``images`` once every label of the batch lies in ``[0, num_classes)``; the failed
+    assertion lists the bad labels and their records' source ids otherwise."""
+    bad = tf.logical_or(labels < 0, labels >= num_classes)
+    check = tf.debugging.Assert(
+        tf.logical_not(tf.reduce_any(bad)),
+        [
+            "bad record: label must lie in [0, num_classes). label=",
+            tf.boolean_mask(labels, bad),
+            "num_classes=",
+            num_classes,
+            "source_id=",
+            tf.boolean_mask(sources, bad),
+        ],
+    )
+    with tf.control_dependencies([check]):
+        return tf.identity(images)
 
-    One stateless Philox draw keyed by (seed, epoch * 2**32 + index in the epoch); the
-    batched step turns them into augmentation parameters (few per-element ops: each costs
-    microseconds in a tf.data map).
+
+def _batch_uniforms(tf, base_seed, indices):
+    """The batch's augmentation uniforms ``[B, _NUM_PARAMS]``.
+
+    One stateless Philox draw keyed by ``(seed, epoch * 2**32 + index of the batch's first
+    element)``: with ``deterministic=True`` the same seed gives the same batches and
+    therefore the same draws, and a resumed stream (``start_epoch``/``skip_examples``)
+    rebuilds the same batches.
     """
-    if augment.is_identity:
-        return tf.zeros([_NUM_PARAMS])
-    key = tf.stack([tf.constant(base_seed, tf.int64), index])
-    return tf.random.stateless_uniform([_NUM_PARAMS], key)
+    key = tf.stack([tf.constant(base_seed, tf.int64), indices[0]])
+    return tf.random.stateless_uniform([tf.shape(indices)[0], _NUM_PARAMS], key)
 
 
-def _make_batch_augmenter(tf, augment, image_size, image_dtype="float32"):
+def _flipped(tf, images, flip):
+    """``images`` with ``images[b]`` mirrored left-right where ``flip[b]``.
+
+    The chosen images are gathered into one block, reversed as a 3-D ``[rows, width,
+    channels]`` tensor (TensorFlow's row-reverse kernel; a 4-D reverse runs several times
+    slower) and stitched back: a few ops per batch instead of a ``tf.cond`` per image.
+    """
+    choice = tf.cast(flip, tf.int32)
+    kept, chosen = tf.dynamic_partition(images, choice, 2)
+    positions = tf.dynamic_partition(tf.range(tf.shape(images)[0]), choice, 2)
+    shape = tf.shape(chosen)
+    rows = tf.reshape(chosen, [-1, shape[2], shape[3]])
+    mirrored = tf.reshape(tf.reverse(rows, axis=[1]), shape)
+    result = tf.dynamic_stitch(positions, [kept, mirrored])
+    result.set_shape(images.shape)
+    return result
+
+
+def _make_batch_step(tf, augment, image_size, image_dtype, num_classes, base_seed, on_error):
+    """The per-batch map: label checks, augmentation, the cast to ``image_dtype``."""
+    float_step = _make_float_augmenter(tf, augment, image_size) if augment.works_in_float else None
+
+    def step(images, labels, sources, indices, *ok):
+        del ok  # with on_error="skip" bad elements were already filtered out
+        if on_error == "raise":
+            images = _labels_checked(tf, images, labels, sources, num_classes)
+        if not augment.is_identity:
+            uniforms = _batch_uniforms(tf, base_seed, indices)
+            if augment.horizontal_flip:
+                images = _flipped(tf, images, uniforms[:, _FLIP] < 0.5)
+            if float_step is not None:
+                images = float_step(tf.cast(images, tf.float32), uniforms)
+                if image_dtype == "uint8":
+                    images = tf.saturate_cast(tf.round(images), tf.uint8)  # clips to 0..255
+        if images.dtype != image_dtype:
+            images = tf.cast(images, image_dtype)
+        return images, tf.cast(labels, tf.int32)
+
+    return step
+
+
+def _make_float_augmenter(tf, augment, image_size):
+    """The float32 augmentations of a batch (everything but the flip), from its uniforms."""
     height, width = image_size
 
-    def apply(images, labels, uniforms, ok):
-        del ok  # bad elements were already raised on or filtered out
-        images = tf.cast(images, tf.float32)
-
+    def apply(images, uniforms):
         def column(index):
             return uniforms[:, index]
 
@@ -388,9 +430,7 @@ def _make_batch_augmenter(tf, augment, image_size, image_dtype="float32"):
             images = _erase(tf, images, tf.stack(box, axis=1), chosen, height, width)
         if augment.brightness or augment.contrast or augment.saturation:
             images = tf.clip_by_value(images, 0.0, 255.0)
-        if image_dtype == "uint8":
-            images = tf.saturate_cast(tf.round(images), tf.uint8)  # clips to 0..255
-        return images, labels
+        return images
 
     return apply
 
@@ -500,17 +540,13 @@ def make_dataset(
         repeat=repeat,
         skip_examples=skip_examples,
     )
-    decode = _make_decoder(
-        tf,
-        num_classes=int(manifest["num_classes"]),
-        image_size=image_size,
-        on_error=on_error,
-        augment=augment,
-        base_seed=seed,
-        jpeg_only=manifest.get("image_formats") == ["jpeg"],
-    )
+    num_classes = int(manifest["num_classes"])
+    jpeg_only = manifest.get("image_formats") == ["jpeg"]
+    decode = _make_decoder(tf, num_classes, image_size, on_error, jpeg_only)
     dataset = _decoded(tf, dataset, decode, on_error, num_parallel_calls, error_counter)
-    dataset = _batched(tf, dataset, batch_size, drop_remainder, augment, image_size, image_dtype)
+    step = _make_batch_step(tf, augment, image_size, image_dtype, num_classes, seed, on_error)
+    dataset = dataset.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=AUTOTUNE)
+    dataset = dataset.map(_plain(tf, step), num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
     return dataset.with_options(_dataset_options(tf, deterministic, input_context))
 
 
@@ -582,12 +618,11 @@ def _record_stream(
         return records.enumerate(start=tf.cast(epoch, tf.int64) * _EPOCH_STRIDE)
 
     epochs = tf.data.Dataset.range(int(start_epoch), 2**31 if repeat else int(start_epoch) + 1)
-    # Epochs run strictly in order (cycle_length=1, deterministic), but the parallel
-    # interleave opens the next epoch ahead of time, so its file reads and shuffle-buffer
-    # fill overlap the current epoch instead of stalling the stream at the boundary.
-    records = epochs.interleave(
-        _plain(tf, one_epoch), cycle_length=1, num_parallel_calls=1, deterministic=True
-    )
+    # Epochs run strictly in order. A parallel interleave (cycle 1) could open the next
+    # epoch ahead, but its per-element hand-off cost about 0.02 ms of CPU per image; the
+    # stall at an epoch boundary (refilling the shuffle buffer with raw records) is a few
+    # tens of milliseconds per epoch.
+    records = epochs.flat_map(_plain(tf, one_epoch))
     return records.skip(int(skip_examples)) if skip_examples else records
 
 
@@ -595,10 +630,13 @@ def _decoded(tf, dataset, decode, on_error, num_parallel_calls, error_counter):
     """Maps ``decode`` over the records; with ``on_error="skip"`` drops and counts bad ones."""
     if error_counter is not None:
         dataset = _counted(tf, dataset, error_counter._read)
-    dataset = dataset.map(_plain(tf, decode), num_parallel_calls=num_parallel_calls)
     if on_error == "skip":
+        # The skip path's tf.cond needs TensorFlow's default executor.
+        dataset = dataset.map(_plain(tf, decode), num_parallel_calls=num_parallel_calls)
         dataset = dataset.ignore_errors(log_warning=True)
-        dataset = dataset.filter(_plain(tf, lambda image, label, params, ok: ok))
+        dataset = dataset.filter(_plain(tf, lambda *element: element[-1]))
+    else:
+        dataset = _inline_map(tf, dataset, _plain(tf, decode), num_parallel_calls)
     if error_counter is not None:
         dataset = _counted(tf, dataset, error_counter._kept)
     return dataset
@@ -614,16 +652,29 @@ def _counted(tf, dataset, variable):
     return dataset.map(_plain(tf, count))
 
 
-def _batched(tf, dataset, batch_size, drop_remainder, augment, image_size, image_dtype):
-    """Batches, applies the batched augmentation and the cast to ``image_dtype``, prefetches."""
-    dataset = dataset.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=AUTOTUNE)
-    if image_dtype == "uint8" and not augment.works_in_float:
-        # Nothing left to do per batch: drop the augmentation parameters, no float pass.
-        step = _plain(tf, lambda images, labels, uniforms, ok: (images, labels))
-    else:
-        step = _plain(tf, _make_batch_augmenter(tf, augment, image_size, image_dtype))
-    dataset = dataset.map(step, num_parallel_calls=AUTOTUNE)
-    return dataset.prefetch(AUTOTUNE)
+def _inline_map(tf, dataset, function, num_parallel_calls):
+    """``dataset.map(function, num_parallel_calls)`` with the function's ops run inline.
+
+    By default tf.data hands every op of a map function to the inter-op thread pool; the
+    decode map is a handful of small ops per image, and running them in the calling thread
+    (``use_inter_op_parallelism=False``, TensorFlow's single-threaded executor) costs less
+    CPU per image (``benchmarks/input_pipeline.py``). The switch is only reachable through
+    tf.data's own dataset class; where that changes, this is the plain public ``map``.
+    """
+    try:
+        from tensorflow.python.data.ops import map_op
+
+        if num_parallel_calls is None:
+            return map_op._MapDataset(dataset, function, use_inter_op_parallelism=False)
+        return map_op._ParallelMapDataset(
+            dataset,
+            function,
+            num_parallel_calls=num_parallel_calls,
+            deterministic=None,  # the dataset options decide
+            use_inter_op_parallelism=False,
+        )
+    except (ImportError, AttributeError, TypeError):
+        return dataset.map(function, num_parallel_calls=num_parallel_calls)
 
 
 def _dataset_options(tf, deterministic, input_context):
