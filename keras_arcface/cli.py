@@ -22,6 +22,7 @@ positional arguments (such as ``train``'s ``key=value`` overrides) may come in a
 """
 
 import argparse
+import contextlib
 import errno
 import importlib
 import logging
@@ -159,33 +160,27 @@ def quiet_tensorflow(verbose=False):
 TF_START_UP_NOISE = re.compile(r"^[IW]\d{4} |^WARNING: All log messages before absl::")
 
 
-class filtered_stderr:
-    """Context manager: the process's standard error (file descriptor 2, which C++ code
-    writes to) goes through a temporary file; afterwards every line that does not match
-    ``pattern`` is written back to it."""
-
-    def __init__(self, pattern):
-        self.pattern = pattern
-
-    def __enter__(self):
-        sys.stderr.flush()
-        self.saved = os.dup(2)
-        self.capture = tempfile.TemporaryFile()
-        os.dup2(self.capture.fileno(), 2)
-        return self
-
-    def __exit__(self, *exc_info):
-        sys.stderr.flush()
-        os.dup2(self.saved, 2)
-        os.close(self.saved)
-        with self.capture:
-            self.capture.seek(0)
-            text = self.capture.read().decode("utf-8", errors="replace")
-        for line in text.splitlines(keepends=True):
-            if not self.pattern.search(line):
-                sys.stderr.write(line)
-        sys.stderr.flush()
-        return False
+@contextlib.contextmanager
+def filtered_stderr(pattern):
+    """Runs the block with the process's standard error (file descriptor 2, which C++ code
+    writes to) going to a temporary file; afterwards writes back every line that does not
+    match ``pattern``."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            text = capture.read().decode("utf-8", errors="replace")
+    for line in text.splitlines(keepends=True):
+        if not pattern.search(line):
+            sys.stderr.write(line)
+    sys.stderr.flush()
 
 
 def parse_any_order(parser, argv):

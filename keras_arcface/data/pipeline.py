@@ -663,18 +663,21 @@ def _inline_map(tf, dataset, function, num_parallel_calls):
     """
     try:
         from tensorflow.python.data.ops import map_op
-
-        if num_parallel_calls is None:
-            return map_op._MapDataset(dataset, function, use_inter_op_parallelism=False)
-        return map_op._ParallelMapDataset(
-            dataset,
-            function,
-            num_parallel_calls=num_parallel_calls,
-            deterministic=None,  # the dataset options decide
-            use_inter_op_parallelism=False,
-        )
-    except (ImportError, AttributeError, TypeError):
+    except ImportError:
         return dataset.map(function, num_parallel_calls=num_parallel_calls)
+    sequential = num_parallel_calls is None
+    dataset_class = getattr(map_op, "_MapDataset" if sequential else "_ParallelMapDataset", None)
+    if dataset_class is None:
+        return dataset.map(function, num_parallel_calls=num_parallel_calls)
+    if sequential:
+        return dataset_class(dataset, function, use_inter_op_parallelism=False)
+    return dataset_class(
+        dataset,
+        function,
+        num_parallel_calls=num_parallel_calls,
+        deterministic=None,  # the dataset options decide
+        use_inter_op_parallelism=False,
+    )
 
 
 def _dataset_options(tf, deterministic, input_context):

@@ -35,16 +35,17 @@ class FastPReLU(keras.layers.PReLU):
         reduce_axes = [0] + [axis + 1 for axis, size in enumerate(self.alpha.shape) if size == 1]
 
         @tf.custom_gradient
-        def prelu(x, alpha):
+        def prelu(x, slopes):
             positive = x > 0
-            alpha = tf.cast(alpha, x.dtype)
+            alpha = tf.cast(slopes, x.dtype)
 
             def grad(upstream):
                 dx = tf.where(positive, upstream, upstream * alpha)
                 dalpha = tf.reduce_sum(
                     tf.where(positive, tf.zeros_like(x), upstream * x), axis=reduce_axes
                 )
-                return dx, tf.reshape(dalpha, tf.shape(alpha))
+                # The slopes' gradient in the slopes' own dtype and shape.
+                return dx, tf.cast(tf.reshape(dalpha, tf.shape(slopes)), slopes.dtype)
 
             return tf.where(positive, x, x * alpha), grad
 
