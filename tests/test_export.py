@@ -356,6 +356,58 @@ def test_mbf_grouped_stem_is_one_grouped_convolution_in_onnx(mbf_export):
     assert not [node.name for node in graph.node if node.op_type == "ReduceSum"]
 
 
+def _prelu_graph(onnx, slopes, shape):
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = helper.make_graph(
+        [helper.make_node("PRelu", ["x", "slopes"], ["y"], name="act")],
+        "prelu",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(shape))],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, list(shape))],
+        [numpy_helper.from_array(slopes, "slopes")],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+@pytest.mark.parametrize(
+    "slopes",
+    [
+        np.array([0.25, 0.0, 0.9, 0.01], np.float32),  # learned-like: relu fused form
+        np.array([1.5, -0.3, 0.25, 2.0], np.float32),  # 1 - a < 0 somewhere: general form
+    ],
+)
+def test_decomposed_prelu_matches_a_float64_prelu_in_onnxruntime(slopes):
+    import onnx
+    import onnxruntime
+
+    from keras_arcface.export.onnx import _decompose_prelu
+
+    shape = (2, 4, 5, 3)
+    proto = _prelu_graph(onnx, slopes.reshape(4, 1, 1), shape)
+    assert _decompose_prelu(onnx, proto) == 1
+    onnx.checker.check_model(proto)
+    ops = [node.op_type for node in proto.graph.node]
+    assert "PRelu" not in ops and sorted(ops) == ["Add", "Mul", "Mul", "Relu"]
+    assert "slopes" not in {tensor.name for tensor in proto.graph.initializer}
+    x = np.random.default_rng(0).normal(0, 3, shape).astype(np.float32)
+    x[0, :, 0, 0] = [0.0, -0.0, 1e-30, -1e-30]
+    a = slopes.astype(np.float64)[None, :, None, None]
+    expected = np.where(x >= 0, x.astype(np.float64), a * x)  # PReLU, elementwise
+    session = onnxruntime.InferenceSession(
+        proto.SerializeToString(), providers=["CPUExecutionProvider"]
+    )
+    got = session.run(None, {"x": x})[0]
+    np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-30)
+
+
+def test_mbf_onnx_has_no_prelu_nodes(mbf_export):
+    import onnx
+
+    _, out, _ = mbf_export
+    ops = [node.op_type for node in onnx.load(str(out / "model.onnx")).graph.node]
+    assert "PRelu" not in ops and ops.count("Relu") >= 30
+
+
 def test_saved_model_stores_each_weight_once(mbf_export):
     import tensorflow as tf
 
