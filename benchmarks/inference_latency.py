@@ -14,11 +14,17 @@ Only the model call is timed. Ratios (> 1: this package faster):
   ``keras_arcface.models.fold_batch_norm`` (what ``Embedder.load`` runs for a ``.keras``
   file); the SavedModel is exported folded (``export_saved_model``'s default);
 * ONNX and TFLite against the reference's ONNX in onnxruntime (batch 1 and 32).
+  ``onnx_prelu`` (not in the default list) is the ablation of ``onnx``: the same export with
+  ``decompose_prelu=False``, ``PRelu`` nodes kept.
+
+``--profile-onnx`` adds, for every onnxruntime session, the share of kernel time per operator
+type (onnxruntime's own profiler, batch 32), to the JSON and below the table.
 
 Without torch it prints this package's numbers alone and says so.
 
 Usage:
     python benchmarks/inference_latency.py [--models mbf,r50] [--rounds 5] [--threads 2]
+    python benchmarks/inference_latency.py --models mbf --formats onnx,onnx_prelu --profile-onnx
 
 Prints a markdown table and writes benchmarks/results/inference_latency.json.
 """
@@ -60,6 +66,7 @@ COMPARED_WITH = {
     "keras_folded": "pytorch_eager",
     "saved_model": "pytorch_eager",
     "onnx": "pytorch_onnx",
+    "onnx_prelu": "pytorch_onnx",
     "tflite_float32": "pytorch_onnx",
     "tflite_float16": "pytorch_onnx",
     "tflite_int8": "pytorch_onnx",
@@ -95,8 +102,38 @@ def _export(model, fmt, workdir, calibration, opset):
     if not os.path.isfile(fp32):
         export_tflite(model, fp32, "float32", saved_model=saved)
     return export_onnx(
-        model, os.path.join(workdir, "model.onnx"), opset=opset, tflite_float32_path=fp32
+        model,
+        os.path.join(workdir, f"{fmt}.onnx"),
+        opset=opset,
+        tflite_float32_path=fp32,
+        decompose_prelu=fmt != "onnx_prelu",
     )
+
+
+def onnx_op_shares(path, images, threads, calls=4):
+    """``{operator type: share of kernel time}`` of ``calls`` runs on ``images``, from
+    onnxruntime's profiler (the optimized graph's kernels: NCHWc convolutions, reorders)."""
+    import collections
+    import json
+
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = int(threads)
+    options.enable_profiling = True
+    options.profile_file_prefix = os.path.join(os.path.dirname(path), "profile")
+    session = onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    for _ in range(calls):
+        session.run(None, {name: images})
+    with open(session.end_profiling()) as handle:
+        events = json.load(handle)
+    micros = collections.Counter()
+    for event in events:
+        if event.get("cat") == "Node" and event["name"].endswith("_kernel_time"):
+            micros[event["args"]["op_name"]] += event["dur"]
+    total = sum(micros.values()) or 1
+    return {op: round(value / total, 3) for op, value in micros.most_common()}
 
 
 def _median_call(run, batch, calls):
@@ -181,6 +218,11 @@ def benchmark_model(name, formats, args, calibration, torch):
         load_before = load_average()
         timings = time_interleaved(runtimes, args.rounds, args.calls, images)
         load_after = load_average()
+        profiles = {}
+        if args.profile_onnx:
+            for runtime, (run, _, _) in runtimes.items():
+                if hasattr(run, "path") and str(run.path).endswith(".onnx"):
+                    profiles[runtime] = onnx_op_shares(run.path, images, args.threads)
     rows = []
     for runtime, (_, size, seconds) in runtimes.items():
         b1 = statistics.median(timings[runtime]["b1"])
@@ -202,6 +244,8 @@ def benchmark_model(name, formats, args, calibration, torch):
                 "load_average_after": load_after,
             }
         )
+        if runtime in profiles:
+            rows[-1]["onnx_kernel_time_shares"] = profiles[runtime]
     _add_ratios(rows)
     return rows
 
@@ -249,6 +293,11 @@ def main(argv=None):
     parser.add_argument("--opset", type=int, default=17, help="ONNX opset of both exports")
     parser.add_argument("--calibration-images", type=int, default=16)
     parser.add_argument(
+        "--profile-onnx",
+        action="store_true",
+        help="profile every onnxruntime session: kernel time per operator type",
+    )
+    parser.add_argument(
         "--out",
         default=os.path.join(os.path.dirname(__file__), "results", "inference_latency.json"),
     )
@@ -272,6 +321,12 @@ def main(argv=None):
     if torch is None:
         print(TORCH_MISSING)
     print(table)
+    for row in rows:
+        if "onnx_kernel_time_shares" in row:
+            shares = ", ".join(
+                f"{op} {100 * share:.0f}%" for op, share in row["onnx_kernel_time_shares"].items()
+            )
+            print(f"{row['model']} {row['format']} kernel time (onnxruntime profile): {shares}")
     write_json(
         args.out,
         {

@@ -72,12 +72,20 @@ def test_backbone_throughput_runs_the_pytorch_reference(tmp_path):
 def test_inference_latency_runs(tmp_path):
     result = _run(
         "inference_latency",
-        ["--models", "small", "--formats", "keras,keras_folded,onnx", "--rounds", "1"]
-        + ["--calls", "1"],
+        ["--models", "small", "--formats", "keras,keras_folded,onnx,onnx_prelu", "--rounds", "1"]
+        + ["--calls", "1", "--profile-onnx"],
         tmp_path,
         output_flag="--out",
     )
-    assert [r["format"] for r in result["rows"]] == ["keras", "keras_folded", "onnx"]
+    rows = {r["format"]: r for r in result["rows"]}
+    assert list(rows) == ["keras", "keras_folded", "onnx", "onnx_prelu"]
+    assert "onnx_kernel_time_shares" not in rows["keras"]
+    for name in ("onnx", "onnx_prelu"):
+        shares = rows[name]["onnx_kernel_time_shares"]
+        assert sum(shares.values()) == pytest.approx(1.0, abs=0.01)
+    # The ablation keeps PRelu kernels; the default export has none left to run.
+    assert "PRelu" in rows["onnx_prelu"]["onnx_kernel_time_shares"]
+    assert "PRelu" not in rows["onnx"]["onnx_kernel_time_shares"]
 
 
 @pytest.mark.slow
