@@ -220,8 +220,10 @@ def benchmark_model(name, formats, args, calibration, torch):
         load_after = load_average()
         profiles = {}
         if args.profile_onnx:
+            from keras_arcface.inference.runtimes import OnnxRuntime
+
             for runtime, (run, _, _) in runtimes.items():
-                if hasattr(run, "path") and str(run.path).endswith(".onnx"):
+                if isinstance(run, OnnxRuntime):
                     profiles[runtime] = onnx_op_shares(run.path, images, args.threads)
     rows = []
     for runtime, (_, size, seconds) in runtimes.items():
